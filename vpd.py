@@ -1,0 +1,934 @@
+"""Variational Policy Distillation (VPD): RL for language models from language feedback, in one file.
+
+The student pi_theta(y|x) answers a prompt; the environment scores the answer and says what went wrong. The teacher
+q_theta(y|x, C) is the *same network* prompted with that feedback C. Training alternates
+  * the M-step (every step): distil the teacher into the student on the student's own rollouts, token by token;
+  * the E-step (every F steps): improve the teacher at reading feedback with an unpaired preference loss (BCO) whose
+    prior is the current student (a trust region that moves with the student).
+Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
+The algorithm and its knobs are described in VPD.md (section numbers below refer to it); see README.md.
+
+    python vpd.py --model Qwen2.5-0.5B --task code          # train
+    python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
+    python vpd.py --plot runs/a runs/b --out curves.png       # learning curves
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+import tasks as tasks_lib
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def arg(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+# ================================================================================================================
+# Configuration
+# ================================================================================================================
+@dataclass
+class Config:
+    # run
+    model: str = arg("Qwen2.5-0.5B", "short name (Qwen2.5-0.5B, Qwen3-1.7B, SmolLM2-135M-Instruct, ...), Hub id, "
+                     "local directory, or 'tiny' (random small Qwen2, offline)")
+    gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
+    task: str = arg("code", "task: toy | code | science | math (tasks.py)")
+    dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k); default: embedded", type=str)
+    algo: str = arg("vpd", "vpd | sdpo | grpo (VPD.md §7)", choices=["vpd", "sdpo", "grpo"])
+    steps: int = arg(200, "training steps (one batch of rollouts each)")
+    seed: int = arg(0, "random seed")
+    device: str = arg("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = arg("auto", "compute dtype (autocast): auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16. "
+                     "Weights and optimizer stay fp32", choices=["auto", "float32", "bfloat16", "float16"])
+    output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
+    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps may change",
+                      type=str)
+    # sampling (§6)
+    batch_prompts: int = arg(4, "B: prompts per step")
+    group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
+    max_new_tokens: int = arg(512, "completion budget (task preset)")
+    temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
+    success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
+    # feedback prompting (§2)
+    feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
+    feedback_max_chars: int = arg(2000, "cap on feedback and sibling text in the teacher prompt (question never cut)")
+    critique_max_new_tokens: int = arg(128, "length of a self-critique (--feedback ...,critique)")
+    # M-step (§5)
+    lr: float = arg(1e-6, "learning rate (task preset; SDPO: 1e-6 code, 1e-5 science)")
+    alpha: float = arg(1.0, "divergence: 0 forward KL(teacher||student), 1 reverse KL, between: generalized JSD "
+                       "(reconstructed default 1)")
+    support: str = arg("topk", "distillation support: topk (student's top-k + tail) | full vocabulary",
+                       choices=["topk", "full"])
+    topk: int = arg(20, "k for --support topk (SDPO: 20 code, 100 science)")
+    tail: bool = arg(True, "top-k: add the tail bucket log(1 - sum p_topk) (else renormalise top-k)")
+    micro_batch: int = arg(4, "sequences per forward/backward (memory); the loss is normalised over the whole batch")
+    max_grad_norm: float = arg(1.0, "gradient clipping")
+    grad_checkpointing: bool = arg(False, "activation checkpointing (less memory, ~30% slower)")
+    # E-step (§4)
+    e_every: int = arg(5, "F: E-step every F M-steps (summaries: 5 best)")
+    e_beta: float = arg(0.1, "beta_E of the BCO implicit reward (reconstructed default 0.1)")
+    e_beta_target_kl: float = arg(None, "adaptive beta_E: per-token teacher-student KL target (off when unset)",
+                                  type=float)
+    e_prior: str = arg("student", "E-step prior: the current student (dynamic trust region) or the initial model",
+                       choices=["student", "initial"])
+    e_lr: float = arg(None, "E-step learning rate (default: --lr)", type=float)
+    e_buffer: str = arg("all", "E-step data: all rollouts since the last E-step, or only the last batch "
+                        "(reconstructed)", choices=["all", "last"])
+    # baselines (§7)
+    teacher: str = arg("ema", "SDPO teacher: live (shared weights) | ema | base (frozen initial)",
+                       choices=["live", "ema", "base"])
+    ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
+    grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
+    # warm-up (§10)
+    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL (toy preset: 100)")
+    # evaluation, logging, checkpoints
+    eval_every: int = arg(25, "evaluate every N steps (and at the end)")
+    eval_prompts: int = arg(64, "held-out prompts per evaluation")
+    eval_samples: int = arg(4, "samples per held-out prompt (pass@1 and pass@n, unbiased estimator)")
+    eval_temperature: float = arg(0.6, "evaluation temperature (SDPO: 0.6)")
+    eval_top_p: float = arg(0.95, "evaluation nucleus sampling")
+    save_every: int = arg(50, "checkpoint every N steps (and at the end)")
+    log_samples: int = arg(2, "rollouts per step written to samples.jsonl")
+
+
+PRESETS = {  # task-specific defaults; anything given on the command line wins
+    "toy": dict(model="tiny", lr=3e-4, max_new_tokens=4, batch_prompts=16, group_size=8, feedback="env",
+                warmup_steps=100, steps=150, eval_every=10, eval_prompts=20, save_every=1000, micro_batch=32),
+    "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
+    "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
+    "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
+}
+FEEDBACK_SOURCES = ("env", "sibling", "critique")
+
+SHORT_NAMES = {
+    **{f"Qwen2.5-{s}{v}": f"Qwen/Qwen2.5-{s}{v}" for s in ["0.5B", "1.5B", "3B", "7B", "14B", "32B", "72B"]
+       for v in ["", "-Instruct"]},
+    **{f"Qwen2.5-Coder-{s}{v}": f"Qwen/Qwen2.5-Coder-{s}{v}" for s in ["0.5B", "1.5B", "3B", "7B"]
+       for v in ["", "-Instruct"]},
+    **{f"Qwen3-{s}{v}": f"Qwen/Qwen3-{s}{v}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B"]
+       for v in ["", "-Base"]},
+    **{f"SmolLM2-{s}{v}": f"HuggingFaceTB/SmolLM2-{s}{v}" for s in ["135M", "360M", "1.7B"] for v in ["", "-Instruct"]},
+}
+
+
+def validate(cfg: Config) -> None:
+    checks = [
+        (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
+        (cfg.batch_prompts >= 1, "--batch-prompts must be >= 1"),
+        (cfg.steps >= 0, "--steps must be >= 0"),
+        (cfg.lr > 0, "--lr must be > 0"),
+        (cfg.e_lr is None or cfg.e_lr > 0, "--e-lr must be > 0"),
+        (0.0 <= cfg.alpha <= 1.0, "--alpha must be in [0, 1] (0 forward KL, 1 reverse KL)"),
+        (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
+        (cfg.topk >= 1, "--topk must be >= 1"),
+        (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
+        (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
+        (cfg.e_beta > 0, "--e-beta must be > 0"),
+        (cfg.e_beta_target_kl is None or cfg.e_beta_target_kl > 0, "--e-beta-target-kl must be > 0"),
+        (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
+        (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
+        (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
+        (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(msg)
+    bad = set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES)
+    if bad or not feedback_sources(cfg):
+        raise UserError(f"--feedback takes a comma list of {','.join(FEEDBACK_SOURCES)}; got {cfg.feedback!r}")
+
+
+def feedback_sources(cfg: Config) -> list[str]:
+    return [s.strip() for s in cfg.feedback.split(",") if s.strip()]
+
+
+# ================================================================================================================
+# Model and tokenizer
+# ================================================================================================================
+TINY_CORPUS = [
+    "Q 1 2 = Wrong: you answered 3. The answer is 4. you gave no answer",
+    "The following is feedback from your unsuccessful earlier attempt:", "Correct solution:",
+    "Correctly solve the original question.", "def solve(x):\n    return x + 1\n", "```python\nprint(1)\n```",
+    "An attempt at this question: Feedback on the attempt: what is wrong and how to fix it.",
+    "user assistant system The answer is (A) (B) (C) (D) \\boxed{42} Answer: 12 apples cost 3 dollars each.",
+]
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def build_tiny(seed: int, hidden: int = 64, layers: int = 2):
+    """A randomly initialised small Qwen2 and a byte-level BPE tokenizer trained here (ChatML template, pad != eos
+    but pad is also a generation EOS id, as in Qwen). Fully offline; deterministic for a seed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(TINY_CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                         eos_token_id=[tok.eos_token_id, tok.pad_token_id], bos_token_id=None)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def resolve_model_name(name: str) -> str:
+    if name == "tiny" or os.path.isdir(name) or "/" in name:
+        return name
+    if name in SHORT_NAMES:
+        return SHORT_NAMES[name]
+    raise UserError(f"unknown model {name!r}: give a Hub id (org/name), a local directory, 'tiny', or a short name "
+                    f"such as {', '.join(list(SHORT_NAMES)[:4])}, ... (see README)")
+
+
+def load_model(cfg: Config):
+    name = resolve_model_name(cfg.model)
+    if name == "tiny":
+        return build_tiny(cfg.seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(name, **kw)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kw)
+    except Exception as e:  # noqa: BLE001  (any loading failure becomes one line)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"could not load model {name!r} ({type(e).__name__}: {first}); check the name, your "
+                        "internet connection / HF cache, or pass a local directory") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def eos_ids(model, tok) -> list[int]:
+    """Union of the tokenizer's and the generation config's EOS ids (Qwen base ends with <|endoftext|>, chat
+    turns with <|im_end|>; pitfall 1)."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return sorted({*ids, tok.eos_token_id} - {None})
+
+
+def chat_ids(tok, user_text: str, system: str | None = None) -> list[int]:
+    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback)."""
+    if getattr(tok, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                                   "content": user_text}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = (system + "\n\n" if system else "") + user_text + "\n"
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+# ================================================================================================================
+# Feedback prompting (§2): the teacher's context
+# ================================================================================================================
+SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{sibling}\n\n"
+FEEDBACK_TEMPLATE = "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}\n\n"
+TEACHER_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question."
+CRITIQUE_TEMPLATE = ("{prompt}\n\nAn attempt at this question:\n\n{attempt}\n\nFeedback on the attempt:\n\n"
+                     "{feedback}\n\nIn a few sentences, say what is wrong with the attempt and how to fix it.")
+
+
+def cap(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[:max_chars] + " ...[truncated]"
+
+
+def teacher_text(prompt: str, sibling: str | None, feedback: str, max_chars: int) -> str | None:
+    """Teacher user message = prompt + optional successful sibling + optional feedback + instruction; None when
+    there is neither (the rollout is then masked out of both steps). Only sibling/feedback text is capped."""
+    if not sibling and not feedback:
+        return None
+    solution = SOLUTION_TEMPLATE.format(sibling=cap(sibling, max_chars)) if sibling else ""
+    fb = FEEDBACK_TEMPLATE.format(feedback=cap(feedback, max_chars)) if feedback else ""
+    return TEACHER_TEMPLATE.format(prompt=prompt, solution=solution, feedback=fb)
+
+
+def group_contexts(successes: list[bool], completions: list[str], feedbacks: list[str],
+                   use_sibling: bool) -> list[tuple[str | None, str]]:
+    """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout; a lone
+    success has none (pitfall 5)."""
+    out = []
+    for i in range(len(successes)):
+        sib = next((completions[j] for j in range(len(successes)) if j != i and successes[j]), None)
+        out.append((sib if use_sibling else None, feedbacks[i]))
+    return out
+
+
+# ================================================================================================================
+# The equations (each a small pure function, tested on hand-made tensors)
+# ================================================================================================================
+def completion_mask(tokens: torch.Tensor, eos: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask[i, t] = 1 for t <= first EOS of row i (all of the row when it has none = truncated).
+    Built from positions, never from `token == pad` (Qwen's pad is an EOS id; pitfall 1). Returns (mask, truncated)."""
+    is_eos = torch.isin(tokens, torch.tensor(eos, device=tokens.device))
+    has = is_eos.any(1)
+    length = torch.where(has, is_eos.int().argmax(1) + 1, tokens.shape[1])
+    return torch.arange(tokens.shape[1], device=tokens.device)[None] < length[:, None], ~has
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(y_t) = z[y_t] - logsumexp(z), without materialising the full log-softmax."""
+    return logits.gather(-1, tokens[..., None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def support_logprobs(logits: torch.Tensor, idx: torch.Tensor | None, tail: bool) -> torch.Tensor:
+    """Log-probs on the distillation support (§5). idx None: the full vocabulary. Else the top-k indices (the
+    student's): log-probs normalised over the full vocabulary *before* the gather, then either a tail bucket
+    log(1 - sum_k p) appended (k+1 entries summing to one) or the k entries renormalised."""
+    if idx is None:
+        return logits.log_softmax(-1)
+    lp = logits.gather(-1, idx) - logits.logsumexp(-1, keepdim=True)
+    if not tail:
+        return lp - lp.logsumexp(-1, keepdim=True)
+    tail_lp = torch.log((-torch.expm1(lp.logsumexp(-1, keepdim=True))).clamp(min=1e-12))   # log(1 - sum_k p)
+    return torch.cat([lp, tail_lp], -1)
+
+
+def kl(p_lp: torch.Tensor, q_lp: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) = sum_v p_v (log p_v - log q_v) over the last dim, from log-probs."""
+    return F.kl_div(q_lp, p_lp, log_target=True, reduction="none").sum(-1)
+
+
+def divergence(s_lp: torch.Tensor, t_lp: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Per-token D(student || teacher) (§5): alpha=0 KL(teacher||student), alpha=1 KL(student||teacher), else the
+    generalized JSD with M = (1-alpha) s + alpha t: D = (1-alpha) KL(s||M) + alpha KL(t||M)."""
+    if alpha == 0:
+        return kl(t_lp, s_lp)
+    if alpha == 1:
+        return kl(s_lp, t_lp)
+    m_lp = torch.logsumexp(torch.stack([s_lp + math.log(1 - alpha), t_lp + math.log(alpha)]), 0)
+    return (1 - alpha) * kl(s_lp, m_lp) + alpha * kl(t_lp, m_lp)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H = logsumexp(z) - sum_v softmax(z)_v z_v per position."""
+    return logits.logsumexp(-1) - (logits.softmax(-1) * logits).sum(-1)
+
+
+def bco_loss(logq: torch.Tensor, logp: torch.Tensor, success: torch.Tensor, beta: float, delta: float):
+    """E-step (§4): r~ = beta (log q(y|x,C) - sg log pi(y|x)) (sums over y's tokens);
+    L = mean[-s log sigmoid(r~ - delta) - (1 - s) log sigmoid(-(r~ - delta))]. Returns (loss, r~ detached)."""
+    r = beta * (logq - logp.detach())
+    z = r - delta
+    loss = -(success * F.logsigmoid(z) + (1 - success) * F.logsigmoid(-z)).mean()
+    return loss, r.detach()
+
+
+def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, int]:
+    """delta = running mean of the E-steps' mean implicit rewards, updated after each E-step."""
+    return delta + (batch_mean - delta) / (count + 1), count + 1
+
+
+def adapt_beta(beta: float, kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
+    """Adaptive trust region (this project's reading of 'adaptive', PPO-style): a larger beta_E makes the BCO loss
+    saturate closer to the prior, so raise it when the measured per-token KL overshoots the target, lower it when
+    the KL undershoots."""
+    if kl_value > target * tolerance:
+        return beta * rate
+    if kl_value < target / tolerance:
+        return beta / rate
+    return beta
+
+
+def kl_k3(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Per-token non-negative estimate of KL(pi || q) on tokens sampled from pi: (q/pi - 1) - log(q/pi)."""
+    d = logq - logp
+    return d.exp() - 1 - d
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, std_norm: bool, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO (§7): A = r - mean_group(r), optionally / (std_group(r) + eps)."""
+    r = rewards.view(-1, group_size)
+    a = r - r.mean(1, keepdim=True)
+    if std_norm:
+        a = a / (r.std(1, keepdim=True) + eps)
+    return a.flatten()
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c successes: 1 - C(n-c, k) / C(n, k)."""
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, tau: float) -> None:
+    """theta_T <- (1 - tau) theta_T + tau theta (pitfall 8)."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.lerp_(s.detach(), tau)
+
+
+# ================================================================================================================
+# Rollouts: on-policy sampling, scoring, teacher contexts (§6)
+# ================================================================================================================
+@dataclass
+class Rollout:
+    prompt_ids: list[int]            # student input: chat-wrapped x
+    completion_ids: list[int]        # y up to and including the first EOS (all of it when truncated)
+    text: str
+    truncated: bool
+    reward: float
+    success: bool
+    feedback: str = ""               # the text the teacher reads (env feedback or critique)
+    teacher_ids: list[int] | None = None   # chat-wrapped teacher prompt [x, C]; None = masked out
+    teacher_prompt: str | None = None
+
+
+def pad_left(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1.0] * len(r) + [0.0] * (n - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
+@torch.no_grad()
+def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
+           eos: list[int]) -> list[tuple[list[int], str, bool]]:
+    """n completions per prompt in one batched generate (prompts left-padded, every EOS id stops a row).
+    Returns (completion ids up to the first EOS, decoded text, truncated) per row, prompt-major."""
+    device = next(model.parameters()).device
+    ids, mask = pad_left(prompts, tok.pad_token_id, device)
+    was_training = model.training
+    model.eval()
+    out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                         max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or None,
+                         top_p=top_p if temperature > 0 else None, top_k=0 if temperature > 0 else None,
+                         eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    model.train(was_training)
+    comp = out[:, ids.shape[1]:]
+    cmask, truncated = completion_mask(comp, eos)
+    rows = []
+    for i in range(comp.shape[0]):
+        c = comp[i, :int(cmask[i].sum())].tolist()
+        rows.append((c, tok.decode(c, skip_special_tokens=True), bool(truncated[i])))
+    return rows
+
+
+def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollout]:
+    """B prompts x G rollouts from the student, scored by the task; teacher contexts attached unless GRPO."""
+    prompts = [chat_ids(tok, task.prompt(ex), task.system) for ex in examples]
+    samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos)
+    exs = [ex for ex in examples for _ in range(cfg.group_size)]
+    scores = task.score_batch(exs, [s[1] for s in samples])
+    rollouts = [Rollout(prompts[i // cfg.group_size], c, text, trunc, sc.reward, sc.reward >= cfg.success_threshold,
+                        sc.feedback or "") for i, ((c, text, trunc), sc) in enumerate(zip(samples, scores))]
+    if cfg.algo == "grpo":
+        return rollouts
+    sources = feedback_sources(cfg)
+    if "critique" in sources:
+        add_critiques(model, tok, task, exs, rollouts, cfg, eos)
+    elif "env" not in sources:
+        for r in rollouts:
+            r.feedback = ""
+    for g in range(len(examples)):
+        group = rollouts[g * cfg.group_size:(g + 1) * cfg.group_size]
+        contexts = group_contexts([r.success for r in group], [r.text for r in group], [r.feedback for r in group],
+                                  "sibling" in sources)
+        for r, (sib, fb) in zip(group, contexts):
+            r.teacher_prompt = teacher_text(task.prompt(examples[g]), sib, fb, cfg.feedback_max_chars)
+            if r.teacher_prompt is not None:
+                r.teacher_ids = chat_ids(tok, r.teacher_prompt, task.system)
+    return rollouts
+
+
+def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, eos) -> None:
+    """Self-critique source (§1): the model critiques each failed attempt, given the env feedback (or the task's
+    reference explanation); the critique replaces the feedback text of that rollout."""
+    failed = [i for i, r in enumerate(rollouts) if not r.success]
+    for i, r in enumerate(rollouts):
+        if r.success:
+            r.feedback = ""
+    if not failed:
+        return
+    queries = [chat_ids(tok, CRITIQUE_TEMPLATE.format(
+        prompt=task.prompt(exs[i]), attempt=cap(rollouts[i].text, cfg.feedback_max_chars),
+        feedback=cap(rollouts[i].feedback or task.reference(exs[i]) or "(none)", cfg.feedback_max_chars)),
+        task.system) for i in failed]
+    critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos)
+    for i, (_, text, _) in zip(failed, critiques):
+        rollouts[i].feedback = text.strip()
+
+
+# ================================================================================================================
+# Forward passes on completion positions only (memory: never the whole batch's full-vocabulary log-softmax)
+# ================================================================================================================
+def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int):
+    """Logits / temperature predicting each completion token: [n, T, V]. Prompts are left-padded, completions
+    right-padded, so completion tokens sit at the same positions in every row and only T+1 positions get logits."""
+    ids, mask = pad_left(prompts, pad, comp.device)
+    full = torch.cat([ids, comp], 1)
+    attn = torch.cat([mask, torch.ones_like(comp)], 1)
+    pos = (attn.cumsum(1) - 1).clamp(min=0)
+    with autocast(comp.device):
+        out = model(input_ids=full, attention_mask=attn, position_ids=pos, logits_to_keep=comp.shape[1] + 1,
+                    use_cache=False)
+    return out.logits[:, :-1].float() / temperature
+
+
+_AMP = {"dtype": None}
+
+
+def autocast(device):
+    dtype = _AMP["dtype"]
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def micro_batches(rows: list, size: int):
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+# ================================================================================================================
+# M-step (§5): token-level distillation of the teacher into the student
+# ================================================================================================================
+def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
+    """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)).
+    The teacher pass runs without grad; the top-k support is the student's. Returns metrics."""
+    rows = [r for r in rollouts if r.teacher_ids is not None]
+    total = sum(len(r.completion_ids) for r in rows)
+    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "nonfinite": 0}
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
+        s_logits = completion_logits(model, [r.prompt_ids for r in mb], comp, cfg.temperature, pad)
+        with torch.no_grad():
+            idx = s_logits.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
+            t_lp = support_logprobs(completion_logits(teacher, [r.teacher_ids for r in mb], comp, cfg.temperature,
+                                                      pad), idx, cfg.tail)
+            sums["entropy"] += (entropy(s_logits) * mask).sum().item()
+        div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
+        loss = (div * mask).sum() / total
+        backward(loss, sums)
+        sums["kl"] += (div.detach() * mask).sum().item()
+    n = max(total, 1)
+    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / n, "student_entropy": sums["entropy"] / n,
+            "nonfinite": sums["nonfinite"]}
+
+
+def backward(loss: torch.Tensor, sums: dict) -> None:
+    """Accumulate gradients of a micro-batch's share of the loss; a NaN/inf loss is counted, not propagated."""
+    if not torch.isfinite(loss):
+        sums["nonfinite"] += 1
+        return
+    loss.backward()
+    sums["loss"] += loss.item()
+
+
+# ================================================================================================================
+# E-step (§4): teacher refinement with the unpaired preference loss (BCO) against a moving prior
+# ================================================================================================================
+def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: int) -> dict:
+    """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
+    Updates nothing else: the caller steps the optimizer, then delta and beta_E (update_e_state)."""
+    rows = [r for r in buffer if r.teacher_ids is not None]
+    if not rows:
+        return {}
+    sums = {"loss": 0.0, "nonfinite": 0}
+    rewards, succ, kls, ntok = [], [], 0.0, 0
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
+        logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature, pad),
+                                comp)
+        with torch.no_grad():
+            logp_t = token_logprobs(completion_logits(prior, [r.prompt_ids for r in mb], comp, cfg.temperature,
+                                                      pad), comp)
+        s = torch.tensor([float(r.success) for r in mb], device=comp.device)
+        loss, r_tilde = bco_loss((logq_t * mask).sum(1), (logp_t * mask).sum(1), s, state["beta"], state["delta"])
+        backward(loss * len(mb) / len(rows), sums)
+        rewards.append(r_tilde)
+        succ.append(s)
+        kls += (kl_k3(logp_t, logq_t.detach()) * mask).sum().item()
+        ntok += int(mask.sum())
+    r_all, s_all = torch.cat(rewards), torch.cat(succ).bool()
+    margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
+    return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(),
+            "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows), "nonfinite": sums["nonfinite"]}
+
+
+def update_e_state(state: dict, metrics: dict, cfg: Config) -> None:
+    if "E/reward_mean" not in metrics:
+        return
+    state["delta"], state["delta_count"] = update_delta(state["delta"], state["delta_count"],
+                                                        metrics["E/reward_mean"])
+    if cfg.e_beta_target_kl is not None:
+        state["beta"] = adapt_beta(state["beta"], metrics["E/teacher_student_kl"], cfg.e_beta_target_kl)
+
+
+# ================================================================================================================
+# GRPO baseline (§7)
+# ================================================================================================================
+def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
+    """Token-level policy gradient with group-normalised advantages; single on-policy update, no reference KL.
+    L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch)."""
+    adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
+    rows = [(r, a) for r, a in zip(rollouts, adv.tolist()) if a != 0]
+    total = sum(len(r.completion_ids) for r in rollouts)
+    sums = {"loss": 0.0, "entropy": 0.0, "nonfinite": 0}
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, next(model.parameters()).device)
+        logits = completion_logits(model, [r.prompt_ids for r, _ in mb], comp, cfg.temperature, pad)
+        a = torch.tensor([a for _, a in mb], device=comp.device)
+        loss = -(a[:, None] * token_logprobs(logits, comp) * mask).sum() / total
+        backward(loss, sums)
+        with torch.no_grad():
+            sums["entropy"] += (entropy(logits) * mask).sum().item()
+    ntok = sum(len(r.completion_ids) for r, _ in rows)
+    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / ntok if ntok else float("nan"),
+            "nonfinite": sums["nonfinite"]}
+
+
+# ================================================================================================================
+# Supervised warm-up (§10): teach only the feedback *format* (cold-start self-distillation collapses)
+# ================================================================================================================
+def warmup(model, tok, task, cfg: Config, eos) -> float:
+    """Cross-entropy on teacher prompts of the task's warm-up data (targets disjoint from the task's answers)."""
+    rng = random.Random(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    use_sibling, use_fb = "sibling" in feedback_sources(cfg), set(feedback_sources(cfg)) & {"env", "critique"}
+    loss = float("nan")
+    for _ in range(cfg.warmup_steps):
+        prompts, targets = [], []
+        for ex, target, fb in task.warmup_examples(rng, cfg.batch_prompts * cfg.group_size):
+            form = rng.choice([f for f, ok in (("fb", use_fb), ("sib", use_sibling), ("both", use_fb and use_sibling))
+                               if ok])
+            text = teacher_text(task.prompt(ex), target if form != "fb" else None, fb if form != "sib" else "",
+                                cfg.feedback_max_chars)
+            prompts.append(chat_ids(tok, text, task.system))
+            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [eos[0]])
+        comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
+        logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id), comp)
+        batch_loss = -(logp * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        loss = batch_loss.item()
+    return loss
+
+
+# ================================================================================================================
+# Evaluation: the student without feedback, the teacher with it
+# ================================================================================================================
+def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
+    """Student pass@1 / pass@n on held-out prompts (no feedback). Teacher success: for each prompt whose first
+    student sample failed with env feedback, one teacher answer with that feedback in its context.
+    Runs under its own RNG seed and restores the training RNG afterwards (resumed runs match)."""
+    if not examples:
+        return {}
+    n = cfg.eval_samples
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        prompts = [chat_ids(tok, task.prompt(ex), task.system) for ex in examples]
+        outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos)
+        scores = task.score_batch([ex for ex in examples for _ in range(n)], [o[1] for o in outs])
+        wins = [[s.reward >= cfg.success_threshold for s in scores[i * n:(i + 1) * n]] for i in range(len(examples))]
+        m = {"eval/pass@1": sum(pass_at_k(n, sum(w), 1) for w in wins) / len(wins),
+             f"eval/pass@{n}": sum(pass_at_k(n, sum(w), n) for w in wins) / len(wins),
+             "eval/reward": sum(s.reward for s in scores) / len(scores)}
+        fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
+                 for i, ex in enumerate(examples) if not wins[i][0] and scores[i * n].feedback]
+        if fixes:
+            t_out = sample(model, tok, [chat_ids(tok, t, task.system) for _, t in fixes], 1, cfg.max_new_tokens,
+                           cfg.eval_temperature, cfg.eval_top_p, eos)
+            t_scores = task.score_batch([ex for ex, _ in fixes], [o[1] for o in t_out])
+            m["eval/teacher_success"] = sum(s.reward >= cfg.success_threshold for s in t_scores) / len(fixes)
+        m["eval/teacher_n"] = len(fixes)
+    return m
+
+
+# ================================================================================================================
+# Checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly
+# ================================================================================================================
+def save_checkpoint(run_dir: str, model, tok, teacher_copy, prior_copy, cfg: Config, state: dict, opt) -> None:
+    tmp, final, old = (os.path.join(run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
+        if m is not None:
+            m.save_pretrained(os.path.join(tmp, name))
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+           else None}
+    torch.save({"state": state, "optimizer": opt.state_dict(), "rng": rng, "config": dataclasses.asdict(cfg)},
+               os.path.join(tmp, "trainer_state.pt"))
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: str) -> tuple[str, dict]:
+    """Returns (checkpoint dir, trainer state dict) from a run dir or its ckpt/ dir."""
+    ckpt = path if os.path.exists(os.path.join(path, "trainer_state.pt")) else os.path.join(path, "ckpt")
+    try:
+        return ckpt, torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot resume from {path!r} ({type(e).__name__}): give a run directory written by "
+                        "vpd.py (it holds ckpt/trainer_state.pt)") from None
+
+
+# ================================================================================================================
+# The loop (§6)
+# ================================================================================================================
+def health_warnings(recent: list[dict]) -> list[str]:
+    """Signs of collapse over the last steps (pitfalls 5, 9): no teacher contexts, entropy or gradients near zero,
+    completions shrinking to nothing."""
+    if len(recent) < 10:
+        return []
+    mean = lambda k: sum(m.get(k, 0.0) for m in recent) / len(recent)  # noqa: E731
+    out = []
+    if "frac_context" in recent[-1] and mean("frac_context") < 0.05:
+        out.append("fewer than 5% of rollouts have a teacher context: the M-step has almost nothing to learn from")
+    if mean("student_entropy") < 1e-3:
+        out.append("student entropy is ~0: the policy has collapsed to deterministic outputs")
+    if mean("grad_norm") < 1e-7:
+        out.append("gradient norm is ~0: nothing is being learned")
+    if mean("completion_len") < 1.5:
+        out.append("completions are ~1 token long")
+    return out
+
+
+def train(cfg: Config) -> str:
+    validate(cfg)
+    resume = load_checkpoint(cfg.resume) if cfg.resume else None
+    if resume:   # the saved settings win; only --steps may change
+        cfg = Config(**{**resume[1]["config"], "steps": cfg.steps, "resume": cfg.resume})
+    task = tasks_lib.get_task(cfg.task, cfg.dataset)
+    train_set, test_set = task.load("train"), task.load("test")
+    if not train_set:
+        raise UserError(f"task {cfg.task!r} has no training examples")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    _AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
+                     "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+    torch.manual_seed(cfg.seed)
+    model, tok = load_model(dataclasses.replace(cfg, model=resume[0]) if resume else cfg)
+    model.to(device)
+    if cfg.topk > model.config.vocab_size:
+        raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    eos, pad = eos_ids(model, tok), tok.pad_token_id
+    run_dir = cfg.output_dir or os.path.join("runs", f"{cfg.task}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if resume:
+        run_dir = os.path.dirname(os.path.abspath(resume[0]))
+    elif os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
+    os.makedirs(run_dir, exist_ok=True)
+
+    state = {"step": 0, "delta": 0.0, "delta_count": 0, "beta": cfg.e_beta, "skipped": 0, "elapsed": 0.0,
+             "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
+    if not resume and cfg.warmup_steps:
+        state["warmup_loss"] = warmup(model, tok, task, cfg, eos)
+    # The frozen / EMA copies: the SDPO teacher (ema, base) and the E-step prior (--e-prior initial).
+    frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
+    teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None
+    prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    if resume:
+        ckpt, saved = resume
+        state = saved["state"]
+        opt.load_state_dict(saved["optimizer"])
+        for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
+            if m is not None:
+                m.load_state_dict(type(model).from_pretrained(os.path.join(ckpt, name)).state_dict())
+        torch.set_rng_state(saved["rng"]["torch"])
+        if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    else:
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(cfg), f, indent=1)
+    teacher = teacher_copy if teacher_copy is not None else model   # VPD and SDPO-live: shared weights
+    prior = prior_copy if prior_copy is not None else model         # dynamic prior: the current student
+    data_rng = random.Random()
+    data_rng.setstate(state["data_rng"])
+    buffer = [Rollout(**r) for r in state["buffer"]]
+    eval_set = test_set[:cfg.eval_prompts]
+    recent, warned = [], set()
+
+    from tqdm import tqdm
+    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run_dir)
+    for step in bar:
+        t0 = time.time()
+        model.train()
+        # ---- sample B prompts x G rollouts, score them, build teacher contexts --------------------------------
+        examples = [train_set[data_rng.randrange(len(train_set))] for _ in range(cfg.batch_prompts)]
+        rollouts = collect_rollouts(model, tok, task, examples, cfg, eos)
+        t_gen = time.time() - t0
+        # ---- M-step (or the GRPO update) -------------------------------------------------------------------
+        opt.zero_grad(set_to_none=True)
+        m = grpo_step(model, rollouts, cfg, pad) if cfg.algo == "grpo" else m_step(model, teacher, rollouts, cfg, pad)
+        m.update(optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
+        if teacher_copy is not None and cfg.teacher == "ema":
+            ema_update(teacher_copy, model, cfg.ema_tau)
+        # ---- E-step every F steps on the buffered rollouts -------------------------------------------------
+        if cfg.algo == "vpd":
+            buffer = (buffer + rollouts) if cfg.e_buffer == "all" else rollouts
+            if step % cfg.e_every == 0:
+                t_e = time.time()
+                opt.zero_grad(set_to_none=True)
+                e = e_step(model, prior, buffer, cfg, state, pad)
+                if e:
+                    e.update({f"E/{k}": v for k, v in optimizer_step(model, opt, cfg.e_lr or cfg.lr, cfg.max_grad_norm,
+                                                                      e.pop("nonfinite"), state).items()})
+                    update_e_state(state, e, cfg)
+                m.update(e, **{"E/delta": state["delta"], "E/beta": state["beta"], "E/seconds": time.time() - t_e})
+                buffer = []
+        # ---- metrics, evaluation, checkpoint --------------------------------------------------------------
+        state["step"] = step
+        dt = time.time() - t0
+        state["elapsed"] += dt
+        ntok = sum(len(r.completion_ids) for r in rollouts)
+        m.update({"step": step, "time": state["elapsed"], "step_seconds": dt, "gen_seconds": t_gen,
+                  "tokens_per_s": ntok / dt, "reward": sum(r.reward for r in rollouts) / len(rollouts),
+                  "success_rate": sum(r.success for r in rollouts) / len(rollouts),
+                  "completion_len": ntok / len(rollouts),
+                  "truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts),
+                  "skipped_steps": state["skipped"]})
+        if cfg.algo != "grpo":
+            m["frac_context"] = sum(r.teacher_ids is not None for r in rollouts) / len(rollouts)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            m.update(evaluate(model, tok, task, eval_set, cfg, eos, seed=cfg.seed * 7919 + step))
+        recent = (recent + [m])[-20:]
+        for w in health_warnings(recent):
+            if w not in warned:
+                tqdm.write(f"warning (step {step}): {w}")
+                warned.add(w)
+        with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(m) + "\n")
+        with open(os.path.join(run_dir, "samples.jsonl"), "a") as f:
+            for r in rollouts[:cfg.log_samples]:
+                f.write(json.dumps({"step": step, "prompt": tok.decode(r.prompt_ids), "completion": r.text,
+                                    "reward": r.reward, "feedback": r.feedback,
+                                    "teacher_prompt": r.teacher_prompt}) + "\n")
+        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "M/kl", "E/loss", "eval/pass@1") if k in m})
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            state["data_rng"] = data_rng.getstate()
+            state["buffer"] = [dataclasses.asdict(r) for r in buffer]
+            save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt)
+    return run_dir
+
+
+def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
+    """Clip and step; a NaN/inf loss or gradient skips the update (counted in state['skipped'])."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
+    if nonfinite or not math.isfinite(grad_norm):
+        opt.zero_grad(set_to_none=True)
+        state["skipped"] += 1
+        print(f"warning: non-finite loss or gradient at step {state['step'] + 1}; update skipped", file=sys.stderr)
+        return {"grad_norm": grad_norm, "skipped": 1}
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.step()
+    return {"grad_norm": grad_norm, "skipped": 0}
+
+
+# ================================================================================================================
+# Plots: reward and teacher success vs step and vs wall time for several runs
+# ================================================================================================================
+def plot(run_dirs: list[str], out: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib (optional dependency): pip install matplotlib") from None
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for d in run_dirs:
+        path = os.path.join(d, "metrics.jsonl")
+        if not os.path.exists(path):
+            raise UserError(f"{d} has no metrics.jsonl; pass run directories written by vpd.py")
+        rows = [json.loads(line) for line in open(path)]
+        label = os.path.basename(os.path.normpath(d))
+        ev = [r for r in rows if "eval/pass@1" in r]
+        for col, x in enumerate(("step", "time")):
+            axes[0][col].plot([r[x] for r in ev], [r["eval/pass@1"] for r in ev], label=label)
+            tv = [r for r in ev if "eval/teacher_success" in r]
+            axes[1][col].plot([r[x] for r in tv], [r["eval/teacher_success"] for r in tv], label=label)
+    for row, what in enumerate(("student pass@1 (held-out, no feedback)", "teacher success (with feedback)")):
+        for col, x in enumerate(("step", "wall time (s)")):
+            axes[row][col].set(xlabel=x, ylabel=what, ylim=(-0.02, 1.02))
+            axes[row][col].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
+
+
+# ================================================================================================================
+# CLI
+# ================================================================================================================
+class Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, no usage dump
+        raise UserError(f"{message} (see python vpd.py --help)")
+
+
+def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Config):
+        name, meta = "--" + f.name.replace("_", "-"), f.metadata
+        preset = ", ".join(f"{t}={v[f.name]}" for t, v in PRESETS.items() if f.name in v)
+        help_text = meta["help"] + (f" [default {f.default}" + (f"; presets: {preset}]" if preset else "]"))
+        if f.type == "bool" or isinstance(f.default, bool):
+            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            typ = meta.get("type") or type(f.default)
+            p.add_argument(name, type=typ, default=None, choices=meta.get("choices"), help=help_text)
+    p.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="draw learning curves of these runs and exit")
+    p.add_argument("--out", default="curves.png", help="output PNG for --plot")
+    args = p.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    task = given.get("task", Config.task)
+    return Config(**{**PRESETS.get(task, {}), **given}), args
+
+
+def main(argv=None) -> int:
+    try:
+        cfg, args = parse_args(argv)
+        if args.plot:
+            plot(args.plot, args.out)
+        else:
+            print(f"run directory: {train(cfg)}")
+        return 0
+    except (UserError, tasks_lib.TaskError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
