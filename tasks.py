@@ -100,8 +100,8 @@ class ToyTask(Task):
 
     def score(self, example, completion):
         got = self._answer(completion)
-        if got == example["answer"]:
-            return Score(1.0, "")
+        if got == example["answer"]:   # the toy's feedback names the answer for every rollout (VPD.md §10)
+            return Score(1.0, f"Correct: the answer is {example['answer']}.")
         said = f"you answered {got}" if got else "you gave no answer"
         return Score(0.0, f"Wrong: {said}. The answer is {example['answer']}.")
 
@@ -111,8 +111,9 @@ class ToyTask(Task):
         for _ in range(n):
             a, b, c = rng.randrange(10), rng.randrange(10), rng.randrange(10)
             wrong = rng.choice([d for d in range(10) if d != c])
-            out.append(({"a": a, "b": b, "answer": str(c)}, str(c),
-                        f"Wrong: you answered {wrong}. The answer is {c}."))
+            fb = f"Wrong: you answered {wrong}. The answer is {c}." if rng.random() < 0.7 else \
+                f"Correct: the answer is {c}."
+            out.append(({"a": a, "b": b, "answer": str(c)}, str(c), fb))
         return out
 
 
@@ -1099,7 +1100,440 @@ def _embedded_code(split: str) -> list[dict]:
     return out
 
 
-TASKS = {"toy": ToyTask, "code": CodeTask}
+# ----------------------------------------------------------------------------------------------------------------
+# science: multiple choice. The embedded set below was written for this project; every 5th question is test.
+# ----------------------------------------------------------------------------------------------------------------
+# (question, [options A-D], answer letter, explanation)
+_SCIENCE_QUESTIONS = [
+    # physics
+    ("A car accelerates uniformly from rest to 20 m/s in 5 s. What is its acceleration?",
+     ["2 m/s^2", "4 m/s^2", "5 m/s^2", "100 m/s^2"], "B", "a = change in velocity / time = 20 / 5 = 4 m/s^2."),
+    ("What is the SI unit of force?", ["joule", "watt", "newton", "pascal"], "C",
+     "Force is measured in newtons: 1 N = 1 kg m/s^2."),
+    ("A 2 kg object moves at 3 m/s. What is its kinetic energy?", ["3 J", "6 J", "9 J", "18 J"], "C",
+     "KE = (1/2) m v^2 = 0.5 * 2 * 9 = 9 J."),
+    ("Which quantity is conserved in every collision between two isolated objects?",
+     ["kinetic energy", "total momentum", "speed", "temperature"], "B",
+     "With no external forces total momentum is conserved; kinetic energy is conserved only in elastic collisions."),
+    ("A 12 V battery drives a current through a 4 ohm resistor. What is the current?",
+     ["0.33 A", "3 A", "16 A", "48 A"], "B", "Ohm's law: I = V / R = 12 / 4 = 3 A."),
+    ("In a vacuum, how does the speed of red light compare with the speed of blue light?",
+     ["red is faster", "blue is faster", "they are equal", "it depends on the source"], "C",
+     "All electromagnetic waves travel at c (about 3.0e8 m/s) in a vacuum, whatever their wavelength."),
+    ("Ignoring air resistance, a ball is dropped from rest. About how far does it fall in the first 2 s (g = 9.8 m/s^2)?",
+     ["9.8 m", "19.6 m", "4.9 m", "39.2 m"], "B", "d = (1/2) g t^2 = 0.5 * 9.8 * 4 = 19.6 m."),
+    ("What happens to the wavelength of a wave if its frequency doubles while its speed stays the same?",
+     ["it doubles", "it halves", "it stays the same", "it quadruples"], "B",
+     "v = f * lambda, so with v fixed lambda = v / f: doubling f halves the wavelength."),
+    ("Which of these is a vector quantity?", ["mass", "temperature", "displacement", "energy"], "C",
+     "Displacement has a magnitude and a direction; mass, temperature and energy are scalars."),
+    ("What is the power of a device that uses 600 J of energy in 2 minutes?", ["5 W", "300 W", "1200 W", "50 W"], "A",
+     "P = E / t = 600 J / 120 s = 5 W."),
+    ("Two resistors of 6 ohm each are connected in parallel. What is the combined resistance?",
+     ["12 ohm", "6 ohm", "3 ohm", "36 ohm"], "C", "For parallel resistors 1/R = 1/6 + 1/6 = 1/3, so R = 3 ohm."),
+    ("Which kind of radiation is stopped by a sheet of paper?", ["alpha", "beta", "gamma", "X-rays"], "A",
+     "Alpha particles are heavy and doubly charged; they ionize strongly and are stopped by paper or skin."),
+    ("An object floats in water. How does the buoyant force compare with its weight?",
+     ["it is larger", "it is smaller", "it is equal", "it is zero"], "C",
+     "A floating object is in equilibrium, so the buoyant force (weight of displaced water) equals its weight."),
+    ("What is the momentum of a 1500 kg car moving at 20 m/s?",
+     ["75 kg m/s", "3000 kg m/s", "30000 kg m/s", "300000 kg m/s"], "C", "p = m v = 1500 * 20 = 30000 kg m/s."),
+    # chemistry
+    ("How many protons does a carbon atom have?", ["4", "6", "12", "14"], "B",
+     "Carbon's atomic number is 6, which is its number of protons."),
+    ("What is the pH of a neutral aqueous solution at 25 degrees C?", ["0", "1", "7", "14"], "C",
+     "At 25 C pure water has [H+] = 1e-7 mol/L, so pH = 7."),
+    ("What is the approximate molar mass of water (H2O)?", ["10 g/mol", "16 g/mol", "18 g/mol", "20 g/mol"], "C",
+     "2 * 1 (hydrogen) + 16 (oxygen) = 18 g/mol."),
+    ("Which type of bond holds the two atoms of a Cl2 molecule together?",
+     ["ionic", "nonpolar covalent", "metallic", "hydrogen bond"], "B",
+     "Two identical atoms share electrons equally, forming a nonpolar covalent bond."),
+    ("Which gas is produced when zinc reacts with hydrochloric acid?", ["oxygen", "chlorine", "hydrogen",
+                                                                         "carbon dioxide"], "C",
+     "Zn + 2 HCl -> ZnCl2 + H2: a reactive metal displaces hydrogen from the acid."),
+    ("How many moles are in 88 g of carbon dioxide (CO2, 44 g/mol)?", ["0.5", "1", "2", "4"], "C",
+     "n = mass / molar mass = 88 / 44 = 2 mol."),
+    ("Which element is a noble gas?", ["nitrogen", "oxygen", "argon", "fluorine"], "C",
+     "Argon is in group 18; its full outer shell makes it very unreactive."),
+    ("What is the chemical formula of table salt?", ["NaCl", "KCl", "NaOH", "CaCl2"], "A",
+     "Table salt is sodium chloride, NaCl."),
+    ("In the reaction 2 H2 + O2 -> 2 H2O, how many moles of O2 react with 4 moles of H2?", ["1", "2", "4", "8"], "B",
+     "The ratio H2 : O2 is 2 : 1, so 4 mol H2 needs 2 mol O2."),
+    ("What does a catalyst do to a chemical reaction?",
+     ["raises the activation energy", "lowers the activation energy", "changes the products",
+      "is used up in the reaction"], "B",
+     "A catalyst offers a pathway with lower activation energy and is not consumed, so the reaction runs faster."),
+    ("Which of these solutions is the most acidic?", ["pH 2", "pH 5", "pH 7", "pH 11"], "A",
+     "Lower pH means a higher H+ concentration; each pH unit is a factor of 10."),
+    ("What is the electron configuration of sodium (11 electrons)?", ["2, 8, 1", "2, 9", "2, 8, 2", "8, 2, 1"], "A",
+     "Shells fill as 2, then 8, leaving 1 electron in the third shell."),
+    ("What kind of change is the melting of ice?", ["chemical", "physical", "nuclear", "biological"], "B",
+     "Melting changes the state of water but not its chemical identity (still H2O)."),
+    # biology
+    ("Which organelle is the main site of aerobic respiration in eukaryotic cells?",
+     ["nucleus", "ribosome", "mitochondrion", "Golgi apparatus"], "C",
+     "Mitochondria run the Krebs cycle and oxidative phosphorylation, producing most of the cell's ATP."),
+    ("Which molecule carries genetic information in most living organisms?", ["ATP", "DNA", "glucose", "cellulose"],
+     "B", "DNA stores hereditary information as the sequence of its bases."),
+    ("In DNA, adenine pairs with which base?", ["cytosine", "guanine", "thymine", "uracil"], "C",
+     "Adenine pairs with thymine (two hydrogen bonds) and guanine with cytosine; uracil replaces thymine only in RNA."),
+    ("What gas do plants take in for photosynthesis?", ["oxygen", "nitrogen", "carbon dioxide", "hydrogen"], "C",
+     "Photosynthesis turns CO2 and water into glucose and oxygen using light energy."),
+    ("How many chromosomes does a typical human body (somatic) cell have?", ["23", "46", "44", "92"], "B",
+     "Human somatic cells are diploid with 23 pairs, i.e. 46 chromosomes."),
+    ("Two heterozygous parents (Aa x Aa) have offspring. What fraction is expected to show the recessive trait?",
+     ["0", "1/4", "1/2", "3/4"], "B", "Only the aa genotype shows the recessive trait, and it has probability 1/4."),
+    ("Which blood cells are mainly responsible for carrying oxygen?",
+     ["white blood cells", "platelets", "red blood cells", "plasma cells"], "C",
+     "Red blood cells contain hemoglobin, which binds oxygen in the lungs and releases it in the tissues."),
+    ("Enzymes are mostly made of which type of molecule?", ["lipids", "proteins", "carbohydrates", "minerals"], "B",
+     "Most enzymes are proteins whose folded shape forms the active site (a few are catalytic RNAs)."),
+    ("What kind of cell division produces gametes?", ["mitosis", "meiosis", "binary fission", "budding"], "B",
+     "Meiosis halves the chromosome number, producing haploid gametes."),
+    ("Which organisms are usually the producers in a food chain?", ["herbivores", "decomposers", "plants",
+                                                                    "carnivores"], "C",
+     "Plants (and other photosynthesizers) make organic matter from light energy, feeding the rest of the chain."),
+    ("Which structure is found in plant cells but not in animal cells?", ["cell membrane", "cell wall", "ribosome",
+                                                                          "mitochondrion"], "B",
+     "Plant cells have a cellulose cell wall; animal cells have only a membrane."),
+    ("What is the main function of the small intestine?", ["absorbing nutrients", "pumping blood", "filtering blood",
+                                                          "producing bile"], "A",
+     "The small intestine finishes digestion and absorbs nutrients through its villi."),
+    ("Antibiotics are effective against which of the following?", ["viruses", "bacteria", "prions", "allergies"], "B",
+     "Antibiotics target bacterial structures such as cell walls or bacterial ribosomes; they do not act on viruses."),
+    ("In which part of the cell does transcription of DNA into mRNA take place in eukaryotes?",
+     ["ribosome", "nucleus", "cytoplasm", "lysosome"], "B",
+     "Eukaryotic DNA is in the nucleus, where it is transcribed; the mRNA is then translated at ribosomes."),
+    ("Which process releases energy from glucose without oxygen in yeast, producing ethanol?",
+     ["photosynthesis", "fermentation", "osmosis", "transpiration"], "B",
+     "Alcoholic fermentation turns glucose into ethanol and CO2, yielding a little ATP without oxygen."),
+]
+
+LETTERS = "ABCDEFGHIJ"
+_MARKED_ANSWER = [   # patterns that clearly mark an (upper-case) answer letter; the LAST match over all wins
+    r"\\boxed\{\s*\(?([A-J])\)?\s*\}",
+    r"\b(?i:final\s+)?(?i:answer)\s*(?i:is|:)?\s*(?i:option\s*)?\(?\**([A-J])\b(?![\w'])",
+    r"\b(?i:option|choice)\s+\(?([A-J])\b\)?",
+    r"\(([A-J])\)",
+    r"(?:^|\n)\s*\**([A-J])[.)]?\**\s*$",      # a line that is just "B", "B." or "B)"
+    r"^\s*\**([A-J])\b[.):]",                   # the reply starts with "B." / "B)" / "B:"
+]
+
+
+def extract_choice(completion: str, letters: str = "ABCD") -> str:
+    """The chosen letter, or "" if none is clearly marked. Rule: among all clearly marked answers -- \\boxed{B},
+    "answer is B" / "Answer: B" (also "final answer", "option B"), "(B)", a line that is only "B"/"B.", or a reply
+    that starts with "B." -- take the one that ends LAST in the text; letters outside the example's options are
+    ignored. A bare letter inside a sentence is not an answer."""
+    best, best_end = "", -1
+    for pattern in _MARKED_ANSWER:
+        for m in re.finditer(pattern, completion):
+            letter = m.group(1).upper()
+            if letter in letters and m.end() > best_end:
+                best, best_end = letter, m.end()
+    return best
+
+
+class ScienceTask(Task):
+    """Multiple-choice science questions. Datasets: default (embedded, 42 questions), sciknoweval, sciq, arc."""
+    name = "science"
+    max_new_tokens = 256
+    datasets = ("default", "sciknoweval", "sciq", "arc")
+
+    def __init__(self, dataset: str | None = None):
+        self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
+
+    def load(self, split):
+        _check_split(split)
+        if self.dataset == "default":
+            return [_embedded_question(i) for i in range(len(_SCIENCE_QUESTIONS)) if (i % 5 == 4) == (split == "test")]
+        return _SCIENCE_LOADERS[self.dataset](split, self.local)
+
+    def prompt(self, ex):
+        opts = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ex["options"]))
+        return (f"{ex['question'].strip()}\n\n{opts}\n\nThink briefly, then give your final answer as "
+                f"\"Answer: X\" where X is the letter of the correct option.")
+
+    def score(self, ex, completion):
+        letters = LETTERS[: len(ex["options"])]
+        got = extract_choice(completion, letters)
+        right = ex["answer"]
+        info = {"answer": got}
+        if got == right:
+            return Score(1.0, "", info)
+        said = f"You answered {got} ({ex['options'][letters.index(got)]})" if got else \
+            "No answer letter was found in your reply (write e.g. \"Answer: B\")"
+        text = f"{said}, which is wrong. The correct answer is {right} ({ex['options'][letters.index(right)]})."
+        if ex.get("explanation"):
+            text += f" {ex['explanation'].strip()}"
+        return Score(0.0, _cap(text), info)
+
+
+def _embedded_question(i: int) -> dict:
+    """Question i with its options rotated so that the answer sits at position i % 4 (balanced answer letters)."""
+    q, opts, ans, why = _SCIENCE_QUESTIONS[i]
+    shift = (i % 4 - LETTERS.index(ans)) % 4
+    rotated = opts[-shift:] + opts[:-shift] if shift else list(opts)
+    return {"id": f"sci-{i}", "question": q, "options": rotated, "answer": LETTERS[i % 4], "explanation": why}
+
+
+def _shuffled_options(key: str, correct: str, wrong: list[str]) -> tuple[list[str], str]:
+    """Place the correct option at a position fixed by a hash of `key` (deterministic across runs)."""
+    import hashlib
+    pos = int(hashlib.sha1(key.encode()).hexdigest(), 16) % (len(wrong) + 1)
+    opts = list(wrong)
+    opts.insert(pos, correct)
+    return opts, LETTERS[pos]
+
+
+def _load_sciq(split, local):
+    """allenai/sciq: its train split -> train, its test split -> test; `support` is the explanation."""
+    rows = _load_rows("allenai/sciq", None, split, local, key=lambda r: r["question"],
+                      hub_splits={"train": ["train"], "test": ["test"]})
+    out = []
+    for i, r in enumerate(rows):
+        opts, ans = _shuffled_options(r["question"], r["correct_answer"],
+                                      [r["distractor1"], r["distractor2"], r["distractor3"]])
+        out.append({"id": f"sciq-{split}-{i}", "question": r["question"], "options": opts, "answer": ans,
+                    "explanation": r.get("support") or ""})
+    return out
+
+
+def _choices_rows(rows, prefix):
+    """Rows with {"question", "choices": {"text": [...], "label": [...]}, "answerKey"} -> examples (labels such as
+    1-4 are mapped to letters by position)."""
+    out = []
+    for i, r in enumerate(rows):
+        texts, labels = list(r["choices"]["text"]), [str(x) for x in r["choices"]["label"]]
+        if str(r.get("answerKey", "")) not in labels or not 2 <= len(texts) <= len(LETTERS):
+            continue
+        out.append({"id": f"{prefix}-{r.get('id', i)}", "question": r["question"], "options": texts,
+                    "answer": LETTERS[labels.index(str(r["answerKey"]))], "explanation": r.get("explanation") or ""})
+    return out
+
+
+def _load_arc(split, local):
+    """allenai/ai2_arc, ARC-Challenge: train+validation -> train, test -> test."""
+    rows = _load_rows("allenai/ai2_arc", "ARC-Challenge", split, local, key=lambda r: r["id"],
+                      hub_splits={"train": ["train", "validation"], "test": ["test"]})
+    return _choices_rows(rows, "arc")
+
+
+def _load_sciknoweval(split, local):
+    """hicai-zju/SciKnowEval: its multiple-choice items (type mcq-*), all splits pooled and split by hash of the
+    question text."""
+    rows = _load_rows("hicai-zju/SciKnowEval", None, split, local, key=lambda r: r["question"])
+    mcq = [r for r in rows if str(r.get("type", "")).startswith("mcq") and r.get("choices")]
+    return _choices_rows(mcq, "ske")
+
+
+_SCIENCE_LOADERS = {"sciq": _load_sciq, "arc": _load_arc, "sciknoweval": _load_sciknoweval}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# math: word problems with integer answers. The embedded set is generated from templates with fixed seeds
+# (train: 500 problems from seed 1, test: 100 from seed 2, minus any test question that also occurs in train).
+# ----------------------------------------------------------------------------------------------------------------
+_NAMES = ["Ava", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hiro", "Isla", "Jonas", "Kemi", "Liam", "Mila",
+          "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
+_ITEMS = [("notebook", "notebooks"), ("pen", "pens"), ("apple", "apples"), ("sticker", "stickers"),
+          ("candle", "candles"), ("mug", "mugs")]
+
+
+def _m_shopping(r):
+    name, (a1, a2), (b1, b2) = r.choice(_NAMES), *r.sample(_ITEMS, 2)
+    na, pa, nb, pb = r.randint(2, 9), r.randint(2, 15), r.randint(2, 9), r.randint(2, 15)
+    cost = na * pa + nb * pb
+    bill = next(b for b in (20, 50, 100, 200, 500) if b >= cost)
+    q = (f"{name} buys {na} {a2} at ${pa} each and {nb} {b2} at ${pb} each, and pays with a ${bill} bill. "
+         f"How many dollars of change does {name} get?")
+    steps = (f"The {a2} cost {na} x {pa} = {na * pa} dollars and the {b2} cost {nb} x {pb} = {nb * pb} dollars, "
+             f"{cost} dollars in all. The change is {bill} - {cost} = {bill - cost} dollars.")
+    return q, bill - cost, steps
+
+
+def _m_ages(r):
+    name, sib = r.sample(_NAMES, 2)
+    age, diff, mult, years = r.randint(8, 20), r.randint(1, 6), r.randint(2, 4), r.randint(2, 15)
+    young = age - diff
+    parent = young * mult
+    q = (f"{name} is {age} years old. {name}'s cousin {sib} is {diff} years younger, and their aunt is {mult} times "
+         f"as old as {sib}. How old will the aunt be in {years} years?")
+    steps = (f"{sib} is {age} - {diff} = {young}. The aunt is {mult} x {young} = {parent} now, so in {years} years "
+             f"she will be {parent} + {years} = {parent + years}.")
+    return q, parent + years, steps
+
+
+def _hours(n: int) -> str:
+    return f"{n} hour" if n == 1 else f"{n} hours"
+
+
+def _m_rates(r):
+    name = r.choice(_NAMES)
+    v1, t1, v2, t2 = r.randint(3, 12) * 5, r.randint(1, 4), r.randint(3, 12) * 5, r.randint(1, 4)
+    q = (f"{name} drives at {v1} km/h for {_hours(t1)}, then at {v2} km/h for {_hours(t2)}. How many kilometers does "
+         f"{name} drive in total?")
+    steps = f"{v1} x {t1} = {v1 * t1} km, then {v2} x {t2} = {v2 * t2} km; in total {v1 * t1 + v2 * t2} km."
+    return q, v1 * t1 + v2 * t2, steps
+
+
+def _m_sharing(r):
+    name, (_, items) = r.choice(_NAMES), r.choice(_ITEMS)
+    friends, each, keep = r.randint(2, 8), r.randint(2, 12), r.randint(1, 10)
+    total = friends * each + keep
+    q = (f"{name} has {total} {items}, keeps {keep} and shares the rest equally among {friends} friends. How many "
+         f"{items} does each friend get?")
+    steps = f"{total} - {keep} = {total - keep} are shared, so each friend gets {total - keep} / {friends} = {each}."
+    return q, each, steps
+
+
+def _m_work(r):
+    per_hour, hours, workers = r.randint(4, 30), r.randint(2, 9), r.randint(2, 5)
+    total = per_hour * hours * workers
+    q = (f"A worker packs {per_hour} boxes per hour. How many hours do {workers} such workers, working together, "
+         f"need to pack {total} boxes?")
+    steps = (f"Together they pack {workers} x {per_hour} = {workers * per_hour} boxes per hour, so they need "
+             f"{total} / {workers * per_hour} = {hours} hours.")
+    return q, hours, steps
+
+
+def _m_discount(r):
+    price, pct = r.randint(2, 40) * 20, r.choice([5, 10, 15, 20, 25, 30, 40, 50])
+    off = price * pct // 100
+    q = f"A jacket costs ${price}. It is on sale for {pct}% off. What is the sale price in dollars?"
+    steps = f"The discount is {pct}% of {price} = {off} dollars, so the sale price is {price} - {off} = {price - off}."
+    return q, price - off, steps
+
+
+def _m_savings(r):
+    name = r.choice(_NAMES)
+    have, weekly, goal = r.randint(0, 50), r.randint(5, 25), r.randint(100, 400)
+    need = goal - have
+    weeks = -(-need // weekly)
+    q = (f"{name} has ${have} and saves ${weekly} every week. After how many weeks will {name} first have at least "
+         f"${goal}?")
+    steps = (f"{name} needs {goal} - {have} = {need} more dollars. {need} / {weekly} = {need / weekly:.2f}, rounded "
+             f"up to whole weeks: {weeks}.")
+    return q, weeks, steps
+
+
+def _m_fence(r):
+    length, width, price = r.randint(5, 40), r.randint(3, 30), r.randint(2, 12)
+    per = 2 * (length + width)
+    q = (f"A rectangular garden is {length} m long and {width} m wide. Fencing costs ${price} per meter. How many "
+         f"dollars does it cost to fence the whole garden?")
+    steps = f"The perimeter is 2 x ({length} + {width}) = {per} m, so the fence costs {per} x {price} = {per * price}."
+    return q, per * price, steps
+
+
+def _m_temperature(r):
+    start, drop, rise = r.randint(-5, 10), r.randint(5, 20), r.randint(1, 8)
+    end = start - drop + rise
+    q = (f"The temperature at 6 pm was {start} degrees. By midnight it fell by {drop} degrees, then by morning it rose "
+         f"by {rise} degrees. What was the morning temperature in degrees?")
+    steps = f"{start} - {drop} = {start - drop}, then {start - drop} + {rise} = {end}."
+    return q, end, steps
+
+
+_MATH_TEMPLATES = [_m_shopping, _m_ages, _m_rates, _m_sharing, _m_work, _m_discount, _m_savings, _m_fence,
+                   _m_temperature]
+
+
+def _generate_math(seed: int, n: int) -> list[dict]:
+    r = random.Random(seed)
+    out = []
+    for i in range(n):
+        template = _MATH_TEMPLATES[i % len(_MATH_TEMPLATES)]
+        q, ans, steps = template(r)
+        out.append({"id": f"math-{seed}-{i}", "question": q, "answer": str(ans), "explanation": steps})
+    return out
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (braces balanced), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 1, start + len("\\boxed{")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return text[i:]
+
+
+def extract_number(completion: str) -> str:
+    """The answer: the number in the last \\boxed{...}, else the last number in the text; thousands separators
+    removed, "-" kept as a sign, trailing ".0" dropped. "" if there is none."""
+    boxed = _last_boxed(completion)
+    source = boxed if boxed is not None and _NUMBER.search(boxed.replace("$", "")) else completion
+    found = _NUMBER.findall(source.replace("$", ""))
+    if not found:
+        return ""
+    num = found[-1].replace(",", "")
+    if "." in num:
+        num = num.rstrip("0").rstrip(".")
+    return "0" if num in ("-0", "") else num
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-6
+    except ValueError:
+        return False
+
+
+class MathTask(Task):
+    """Integer-answer word problems. Datasets: default (generated from templates), gsm8k."""
+    name = "math"
+    max_new_tokens = 256
+    datasets = ("default", "gsm8k")
+
+    def __init__(self, dataset: str | None = None):
+        self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
+
+    def load(self, split):
+        _check_split(split)
+        if self.dataset == "gsm8k":
+            return _load_gsm8k(split, self.local)
+        train = _generate_math(1, 500)
+        if split == "train":
+            return train
+        seen = {e["question"] for e in train}
+        return [e for e in _generate_math(2, 100) if e["question"] not in seen]
+
+    def prompt(self, ex):
+        return f"{ex['question'].strip()}\n\nSolve it step by step and put the final answer in \\boxed{{}}."
+
+    def score(self, ex, completion):
+        got = extract_number(completion)
+        info = {"answer": got}
+        if got and _same_number(got, ex["answer"]):
+            return Score(1.0, "", info)
+        said = f"You answered {got}" if got else "No final answer was found in your reply (put it in \\boxed{})"
+        text = f"{said}, which is wrong. The correct answer is {ex['answer']}."
+        if ex.get("explanation"):
+            text += f" Reference solution: {ex['explanation'].strip()}"
+        return Score(0.0, _cap(text), info)
+
+
+def _load_gsm8k(split, local):
+    """openai/gsm8k, config main: its train/test splits; the answer follows '####', the steps precede it (with the
+    <<calculator>> annotations removed)."""
+    rows = _load_rows("openai/gsm8k", "main", split, local, key=lambda r: r["question"],
+                      hub_splits={"train": ["train"], "test": ["test"]})
+    out = []
+    for i, r in enumerate(rows):
+        steps, _, answer = r["answer"].rpartition("####")
+        out.append({"id": f"gsm8k-{split}-{i}", "question": r["question"], "answer": answer.strip().replace(",", ""),
+                    "explanation": re.sub(r"<<[^>]*>>", "", steps).strip()})
+    return out
+
+
+TASKS = {"toy": ToyTask, "code": CodeTask, "science": ScienceTask, "math": MathTask}
 
 
 def get_task(name: str, dataset: str | None = None) -> Task:
