@@ -1367,7 +1367,7 @@ _ITEMS = [("notebook", "notebooks"), ("pen", "pens"), ("apple", "apples"), ("sti
 
 
 def _m_shopping(r):
-    name, (a1, a2), (b1, b2) = r.choice(_NAMES), *r.sample(_ITEMS, 2)
+    name, (_, a2), (_, b2) = r.choice(_NAMES), *r.sample(_ITEMS, 2)
     na, pa, nb, pb = r.randint(2, 9), r.randint(2, 15), r.randint(2, 9), r.randint(2, 15)
     cost = na * pa + nb * pb
     bill = next(b for b in (20, 50, 100, 200, 500) if b >= cost)

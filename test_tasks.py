@@ -5,7 +5,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import re  # noqa: E402
-import signal  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
@@ -103,6 +102,7 @@ def test_sandbox_cannot_write_outside(tmp_path):
     code = "import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p, 'w').write('x')\n    except OSError as e:\n" \
            "        print('denied', p)\n"
     r = run_program(code, argv=targets)
+    assert r.ok and f"denied {targets[1]}" in r.stdout
     for p in targets:
         assert not os.path.exists(p), p
 
