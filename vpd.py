@@ -98,7 +98,8 @@ class Config:
     ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
     grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
     # warm-up (§10)
-    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL (toy preset: 100)")
+    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL (toy preset: 200)")
+    warmup_lr: float = arg(1e-3, "learning rate of the warm-up (its own AdamW, discarded afterwards)")
     # evaluation, logging, checkpoints
     eval_every: int = arg(25, "evaluate every N steps (and at the end)")
     eval_prompts: int = arg(64, "held-out prompts per evaluation")
@@ -111,7 +112,7 @@ class Config:
 
 PRESETS = {  # task-specific defaults; anything given on the command line wins
     "toy": dict(model="tiny", lr=3e-4, max_new_tokens=4, batch_prompts=16, group_size=8, feedback="env",
-                warmup_steps=100, steps=150, eval_every=10, eval_prompts=20, save_every=1000, micro_batch=32),
+                warmup_steps=200, steps=150, eval_every=10, eval_prompts=20, save_every=1000, micro_batch=32),
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
@@ -617,7 +618,7 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
 def warmup(model, tok, task, cfg: Config, eos) -> float:
     """Cross-entropy on teacher prompts of the task's warm-up data (targets disjoint from the task's answers)."""
     rng = random.Random(cfg.seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.warmup_lr)
     use_sibling, use_fb = "sibling" in feedback_sources(cfg), set(feedback_sources(cfg)) & {"env", "critique"}
     loss = float("nan")
     for _ in range(cfg.warmup_steps):
@@ -628,7 +629,7 @@ def warmup(model, tok, task, cfg: Config, eos) -> float:
             text = teacher_text(task.prompt(ex), target if form != "fb" else None, fb if form != "sib" else "",
                                 cfg.feedback_max_chars)
             prompts.append(chat_ids(tok, text, task.system))
-            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [eos[0]])
+            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
         comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
         logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id), comp)
         batch_loss = -(logp * mask).sum() / mask.sum()
