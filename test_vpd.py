@@ -1,0 +1,381 @@
+"""Tests for vpd.py (VPD.md is the spec). Run: python -m pytest -q test_vpd.py  (CPU, offline, < 3 minutes).
+
+Expected numbers are computed by hand / with plain `math` in the tests, never by the function under test.
+"""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import concurrent.futures  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import vpd  # noqa: E402
+
+torch.set_num_threads(1)
+REPO = os.path.dirname(os.path.abspath(__file__))
+D = torch.float64
+
+
+def t64(x):
+    return torch.tensor(x, dtype=D)
+
+
+def logs(p):
+    if p and isinstance(p[0], list):
+        return t64([[math.log(v) for v in row] for row in p])
+    return t64([math.log(v) for v in p])
+
+
+def kl_py(p, q):
+    return sum(a * math.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+# ================================================================================================================
+# 1. divergence
+# ================================================================================================================
+S, T = [0.7, 0.2, 0.1], [0.2, 0.5, 0.3]
+
+
+def test_divergence_alpha0_is_forward_kl_teacher_student():
+    got = vpd.divergence(logs(S), logs(T), 0.0).item()
+    want = 0.2 * math.log(0.2 / 0.7) + 0.5 * math.log(0.5 / 0.2) + 0.3 * math.log(0.3 / 0.1)
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_divergence_alpha1_is_reverse_kl_student_teacher():
+    got = vpd.divergence(logs(S), logs(T), 1.0).item()
+    want = 0.7 * math.log(0.7 / 0.2) + 0.2 * math.log(0.2 / 0.5) + 0.1 * math.log(0.1 / 0.3)
+    assert got == pytest.approx(want, abs=1e-12)
+    # and it is not symmetric: alpha 0 and 1 differ on this case
+    assert got != pytest.approx(vpd.divergence(logs(S), logs(T), 0.0).item(), abs=1e-3)
+
+
+def test_divergence_alpha_half_is_jsd_two_elements():
+    s, t = [0.9, 0.1], [0.5, 0.5]
+    m = [0.7, 0.3]
+    want = 0.5 * (0.9 * math.log(0.9 / 0.7) + 0.1 * math.log(0.1 / 0.3)) \
+        + 0.5 * (0.5 * math.log(0.5 / 0.7) + 0.5 * math.log(0.5 / 0.3))
+    assert vpd.divergence(logs(s), logs(t), 0.5).item() == pytest.approx(want, abs=1e-12)
+
+
+def test_divergence_generalized_jsd_weights_student_by_one_minus_alpha():
+    a = 0.25
+    m = [(1 - a) * x + a * y for x, y in zip(S, T)]
+    want = (1 - a) * kl_py(S, m) + a * kl_py(T, m)
+    assert vpd.divergence(logs(S), logs(T), a).item() == pytest.approx(want, abs=1e-12)
+    # the other convention (M = a s + (1-a) t) gives a different number here
+    m2 = [a * x + (1 - a) * y for x, y in zip(S, T)]
+    assert abs(want - (a * kl_py(S, m2) + (1 - a) * kl_py(T, m2))) > 1e-3
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_divergence_zero_when_equal_and_nonnegative(alpha):
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 5, 11, generator=g, dtype=D)
+    lp = z.log_softmax(-1)
+    assert vpd.divergence(lp, lp, alpha).abs().max().item() < 1e-12
+    s = (torch.randn(6, 5, 11, generator=g, dtype=D) * 3).log_softmax(-1)
+    t = (torch.randn(6, 5, 11, generator=g, dtype=D) * 3).log_softmax(-1)
+    d = vpd.divergence(s, t, alpha)
+    assert d.shape == (6, 5)
+    assert d.min().item() >= -1e-12
+    assert d.max().item() > 1e-3
+
+
+# ================================================================================================================
+# 2. support_logprobs, temperature
+# ================================================================================================================
+def test_support_full_vocab_is_log_softmax():
+    z = t64([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    got = vpd.support_logprobs(z, None, True)
+    e = [math.exp(1), math.exp(2), math.exp(3)]
+    want = [[math.log(v / sum(e)) for v in e], [math.log(1 / 3)] * 3]
+    assert torch.allclose(got, t64(want), atol=1e-12)
+
+
+def test_support_topk_normalised_over_full_vocab_before_gather():
+    z = logs([1.0, 2.0, 3.0, 4.0])        # probs 0.1 0.2 0.3 0.4
+    idx = torch.tensor([3, 2])
+    got = vpd.support_logprobs(z, idx, True)
+    assert torch.allclose(got, logs([0.4, 0.3, 0.3]), atol=1e-12)
+    got = vpd.support_logprobs(z, idx, False)
+    assert torch.allclose(got, logs([4 / 7, 3 / 7]), atol=1e-12)
+
+
+def test_support_topk_tail_sums_to_one_both_sides_with_student_indices():
+    g = torch.Generator().manual_seed(2)
+    s = torch.randn(3, 4, 50, generator=g, dtype=D) * 2
+    t = torch.randn(3, 4, 50, generator=g, dtype=D) * 2
+    idx = s.topk(7, -1).indices
+    s_lp, t_lp = vpd.support_logprobs(s, idx, True), vpd.support_logprobs(t, idx, True)
+    assert s_lp.shape == t_lp.shape == (3, 4, 8)
+    assert torch.allclose(s_lp.exp().sum(-1), torch.ones(3, 4, dtype=D), atol=1e-10)
+    assert torch.allclose(t_lp.exp().sum(-1), torch.ones(3, 4, dtype=D), atol=1e-10)
+    # the teacher's entries are its own full-vocab probabilities at the student's indices
+    assert torch.allclose(t_lp[..., :7], t.log_softmax(-1).gather(-1, idx), atol=1e-12)
+    # renormalised variant: k entries sum to one
+    r = vpd.support_logprobs(t, idx, False)
+    assert r.shape == (3, 4, 7)
+    assert torch.allclose(r.exp().sum(-1), torch.ones(3, 4, dtype=D), atol=1e-10)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_topk_equal_vocab_with_tail_equals_full_divergence(alpha):
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(2, 5, 13, generator=g, dtype=D) * 2
+    t = torch.randn(2, 5, 13, generator=g, dtype=D) * 2
+    full = vpd.divergence(s.log_softmax(-1), t.log_softmax(-1), alpha)
+    idx = s.topk(13, -1).indices
+    top = vpd.divergence(vpd.support_logprobs(s, idx, True), vpd.support_logprobs(t, idx, True), alpha)
+    assert torch.allclose(top, full, atol=1e-9)
+    assert full.min() > 1e-4
+
+
+@pytest.mark.parametrize("tail", [True, False])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_topk_divergence_nonnegative_random(alpha, tail):
+    g = torch.Generator().manual_seed(4)
+    s = torch.randn(64, 40, generator=g, dtype=D) * 4
+    t = torch.randn(64, 40, generator=g, dtype=D) * 4
+    idx = s.topk(3, -1).indices
+    d = vpd.divergence(vpd.support_logprobs(s, idx, tail), vpd.support_logprobs(t, idx, tail), alpha)
+    assert d.min().item() >= -1e-12
+
+
+def test_topk_without_tail_or_renorm_would_go_negative_but_tail_does_not():
+    # a case where the raw truncated "KL" sum_k s log(s/t) is negative: the tail bucket fixes it (pitfall 2)
+    s = logs([0.5, 0.1, 0.4])
+    t = logs([0.9, 0.05, 0.05])
+    idx = torch.tensor([0])
+    s_lp, t_lp = s.gather(-1, idx), t.gather(-1, idx)
+    raw = (s_lp.exp() * (s_lp - t_lp)).sum().item()
+    assert raw < 0
+    d = vpd.divergence(vpd.support_logprobs(s, idx, True), vpd.support_logprobs(t, idx, True), 1.0).item()
+    want = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert d == pytest.approx(want, abs=1e-12)
+
+
+# ================================================================================================================
+# 3. token_logprobs, entropy
+# ================================================================================================================
+def test_token_logprobs_equals_gathered_log_softmax():
+    z = logs([[1.0, 2.0, 5.0], [3.0, 3.0, 4.0]])
+    got = vpd.token_logprobs(z, torch.tensor([2, 0]))
+    assert torch.allclose(got, t64([math.log(5 / 8), math.log(3 / 10)]), atol=1e-12)
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(2, 3, 17, generator=g, dtype=D)
+    tok = torch.randint(0, 17, (2, 3), generator=g)
+    assert torch.allclose(vpd.token_logprobs(z, tok), z.log_softmax(-1).gather(-1, tok[..., None])[..., 0],
+                          atol=1e-12)
+
+
+def test_entropy_hand_cases():
+    assert vpd.entropy(torch.full((2, 7), 3.5, dtype=D)).tolist() == pytest.approx([math.log(7)] * 2, abs=1e-12)
+    p = [0.5, 0.25, 0.25]
+    want = -sum(v * math.log(v) for v in p)
+    assert vpd.entropy(logs(p)).item() == pytest.approx(want, abs=1e-12)
+    # (near) one-hot: ~0
+    assert abs(vpd.entropy(t64([100.0, 0.0, 0.0])).item()) < 1e-10
+
+
+# ================================================================================================================
+# 4. bco_loss
+# ================================================================================================================
+def _logsig(x):
+    return math.log(1 / (1 + math.exp(-x)))
+
+
+def test_bco_loss_hand_case():
+    logq, logp = t64([-1.0, -3.0]), t64([-2.0, -2.0])
+    loss, r = vpd.bco_loss(logq, logp, t64([1.0, 0.0]), 0.1, 0.05)
+    r1, r2 = 0.1 * (-1 + 2), 0.1 * (-3 + 2)
+    want = 0.5 * (-_logsig(r1 - 0.05) - _logsig(-(r2 - 0.05)))
+    assert loss.item() == pytest.approx(want, abs=1e-12)
+    assert r.tolist() == pytest.approx([r1, r2], abs=1e-12)
+
+
+def test_bco_loss_gradient_only_through_logq_and_r_detached():
+    logq = t64([-1.0, -3.0]).requires_grad_()
+    logp = t64([-2.0, -2.0]).requires_grad_()
+    loss, r = vpd.bco_loss(logq, logp, t64([1.0, 0.0]), 0.1, 0.05)
+    assert not r.requires_grad
+    loss.backward()
+    assert logp.grad is None or logp.grad.abs().max().item() == 0.0
+    # dL/dlogq_i = (1/n) * beta * (sigmoid(z) - s)
+    z = [0.1 - 0.05, -0.1 - 0.05]
+    sig = [1 / (1 + math.exp(-v)) for v in z]
+    want = [0.5 * 0.1 * (sig[0] - 1), 0.5 * 0.1 * (sig[1] - 0)]
+    assert logq.grad.tolist() == pytest.approx(want, abs=1e-12)
+
+
+# ================================================================================================================
+# 5. delta, adaptive beta
+# ================================================================================================================
+def test_update_delta_is_running_mean():
+    vals = [0.3, -1.2, 2.5, 0.0, 7.25]
+    delta, count = 0.0, 0
+    for i, v in enumerate(vals):
+        delta, count = vpd.update_delta(delta, count, v)
+        assert count == i + 1
+        assert delta == pytest.approx(sum(vals[:i + 1]) / (i + 1), abs=1e-12)
+
+
+def test_adapt_beta_direction():
+    assert vpd.adapt_beta(0.1, 2.0, 1.0) > 0.1          # overshoot (> 1.5 target): raise
+    assert vpd.adapt_beta(0.1, 2.0, 1.0) == pytest.approx(0.15)
+    assert vpd.adapt_beta(0.1, 0.5, 1.0) < 0.1          # undershoot (< target / 1.5): lower
+    assert vpd.adapt_beta(0.1, 0.5, 1.0) == pytest.approx(0.1 / 1.5)
+    for k in (0.7, 1.0, 1.4):                            # inside the band: unchanged
+        assert vpd.adapt_beta(0.1, k, 1.0) == 0.1
+
+
+# ================================================================================================================
+# 6-8. group advantages, pass@k, EMA
+# ================================================================================================================
+def test_group_advantages_hand_case():
+    r = t64([1.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, 0.0, 0.0])
+    a = vpd.group_advantages(r, 4, False)
+    want = [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0, 0.5, 0.5, -0.5, -0.5]
+    assert a.tolist() == pytest.approx(want, abs=1e-12)
+    a = vpd.group_advantages(r, 4, True)
+    sd1 = math.sqrt((0.75 ** 2 + 3 * 0.25 ** 2) / 3)     # unbiased (n - 1)
+    sd3 = math.sqrt(4 * 0.25 / 3)
+    want = [0.75 / sd1, -0.25 / sd1, -0.25 / sd1, -0.25 / sd1, 0, 0, 0, 0,
+            0.5 / sd3, 0.5 / sd3, -0.5 / sd3, -0.5 / sd3]
+    assert a.tolist() == pytest.approx(want, abs=1e-5)
+    assert a[4:8].abs().max().item() == 0.0
+    assert not torch.isnan(a).any()
+
+
+@pytest.mark.parametrize("n,c,k,want", [(4, 1, 1, 0.25), (4, 1, 4, 1.0), (5, 2, 2, 0.7), (4, 0, 1, 0.0),
+                                        (4, 0, 4, 0.0), (4, 4, 1, 1.0), (8, 3, 2, 1 - 10 / 28)])
+def test_pass_at_k(n, c, k, want):
+    assert vpd.pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
+
+
+def test_ema_update_direction():
+    torch.manual_seed(0)
+    teacher, student = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    old_t = [p.detach().clone() for p in teacher.parameters()]
+    old_s = [p.detach().clone() for p in student.parameters()]
+    vpd.ema_update(teacher, student, 0.05)
+    for p, o, s in zip(teacher.parameters(), old_t, old_s):
+        assert torch.allclose(p, 0.95 * o + 0.05 * s, atol=1e-14)
+        assert not torch.allclose(p, 0.05 * o + 0.95 * s, atol=1e-6)
+    for p, s in zip(student.parameters(), old_s):
+        assert torch.equal(p, s)
+
+
+# ================================================================================================================
+# 9. completion_mask
+# ================================================================================================================
+def test_completion_mask_pad_is_eos():
+    eos = [2, 0]            # pad 0 is one of the EOS ids (as in Qwen)
+    tokens = torch.tensor([[5, 6, 2, 0, 0],      # im_end then pad
+                           [5, 0, 0, 0, 0],      # stops on the pad/endoftext id, kept
+                           [7, 8, 9, 1, 3],      # no EOS: truncated
+                           [2, 0, 0, 0, 0],      # EOS first
+                           [4, 3, 1, 1, 2]])     # EOS last
+    mask, trunc = vpd.completion_mask(tokens, eos)
+    assert mask.int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0],
+                                   [1, 1, 1, 1, 1]]
+    assert trunc.tolist() == [False, False, True, False, False]
+
+
+def test_completion_mask_union_of_eos_ids():
+    tokens = torch.tensor([[5, 9, 1, 1], [5, 7, 9, 1], [5, 5, 5, 5]])
+    mask, trunc = vpd.completion_mask(tokens, [7, 9])
+    assert mask.int().tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert trunc.tolist() == [False, False, True]
+    mask, _ = vpd.completion_mask(tokens, [9])
+    assert mask.int().tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+
+
+# ================================================================================================================
+# 10-12. teacher prompt, contexts, EOS ids (tiny tokenizer)
+# ================================================================================================================
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = vpd.build_tiny(0)
+    return model, tok
+
+
+def test_teacher_text_none_without_context():
+    assert vpd.teacher_text("Q", None, "", 100) is None
+    assert vpd.teacher_text("Q", "", "", 100) is None
+
+
+def test_teacher_text_templates_exact():
+    got = vpd.teacher_text("What is 2+2?", "4", "you said 5", 100)
+    assert got == ("What is 2+2?\nCorrect solution:\n\n4\n\n"
+                   "\nThe following is feedback from your unsuccessful earlier attempt:\n\nyou said 5\n\n"
+                   "\n\nCorrectly solve the original question.")
+    assert vpd.teacher_text("P", None, "fb", 100) == \
+        "P\nThe following is feedback from your unsuccessful earlier attempt:\n\nfb\n\n\n\nCorrectly solve the " \
+        "original question."
+    assert vpd.teacher_text("P", "sol", "", 100) == "P\nCorrect solution:\n\nsol\n\n\n\nCorrectly solve the " \
+        "original question."
+    assert got.endswith("Correctly solve the original question.")
+
+
+def test_teacher_text_truncates_feedback_not_question(tiny):
+    _, tok = tiny
+    question = "QUESTION " + " ".join(f"w{i}" for i in range(400)) + " END_OF_QUESTION"
+    fb = "F" * 5000 + "TAIL_OF_FEEDBACK"
+    sib = "S" * 5000 + "TAIL_OF_SIBLING"
+    got = vpd.teacher_text(question, sib, fb, 300)
+    assert got.startswith(question)
+    assert "F" * 300 in got and "F" * 301 not in got and "TAIL_OF_FEEDBACK" not in got
+    assert "S" * 300 in got and "S" * 301 not in got and "TAIL_OF_SIBLING" not in got
+    assert got.endswith("Correctly solve the original question.")
+    assert len(got) < len(question) + 1000
+    ids = vpd.chat_ids(tok, got)
+    header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    assert ids[-len(header):] == header
+    text = tok.decode(ids)
+    assert "END_OF_QUESTION" in text and text.count("w399") == 1
+
+
+def test_group_contexts_siblings():
+    comps = ["a", "b", "c", "d"]
+    fbs = ["fa", "fb", "fc", "fd"]
+    out = vpd.group_contexts([False, True, False, True], comps, fbs, True)
+    assert out == [("b", "fa"), ("d", "fb"), ("b", "fc"), ("b", "fd")]
+    for i, (sib, _) in enumerate(out):
+        assert sib != comps[i]
+    # exactly one success: it gets no sibling, the failures get it
+    out = vpd.group_contexts([False, False, True, False], comps, fbs, True)
+    assert out == [("c", "fa"), ("c", "fb"), (None, "fc"), ("c", "fd")]
+    # no success: no siblings
+    assert [s for s, _ in vpd.group_contexts([False] * 4, comps, fbs, True)] == [None] * 4
+    # siblings off
+    assert [s for s, _ in vpd.group_contexts([True] * 4, comps, fbs, False)] == [None] * 4
+
+
+def test_lone_success_without_feedback_is_masked_out():
+    ctx = vpd.group_contexts([True, False], ["ok", "bad"], ["", "wrong"], True)
+    assert ctx == [(None, ""), ("ok", "wrong")]
+    assert vpd.teacher_text("P", *ctx[0], 100) is None
+    assert vpd.teacher_text("P", *ctx[1], 100) is not None
+
+
+def test_eos_ids_tiny(tiny):
+    model, tok = tiny
+    ids = vpd.eos_ids(model, tok)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert im_end != eot
+    assert set(ids) == {im_end, eot}
+    assert tok.pad_token_id in ids and tok.pad_token_id != tok.eos_token_id
