@@ -379,3 +379,206 @@ def test_eos_ids_tiny(tiny):
     assert im_end != eot
     assert set(ids) == {im_end, eot}
     assert tok.pad_token_id in ids and tok.pad_token_id != tok.eos_token_id
+
+
+# ================================================================================================================
+# Forward passes on the tiny model: temperature, alignment, E-step, M-step
+# ================================================================================================================
+def _rows(tok, eos_id):
+    """Hand-made rollouts: different prompt and completion lengths, one without a teacher context."""
+    def enc(s):
+        return tok(s, add_special_tokens=False)["input_ids"]
+    specs = [("Q 1 2 =", "4", True, None, "The answer is 4."),
+             ("Q 3 = what is the answer to this longer question", "The answer is 7", False, "9",
+              "Wrong: you answered 7."),
+             ("Q 5 6 =", "12 apples", False, None, ""),          # no feedback, no sibling: masked out
+             ("Q 8 =", "3", False, None, "The answer is 9."),
+             ("solve Q 9 9 9 =", "def solve(x):", True, None, "")]   # lone success, no feedback: masked out
+    rows = []
+    for prompt, comp, ok, sib, fb in specs:
+        tp = vpd.teacher_text(prompt, sib, fb, 200)
+        rows.append(vpd.Rollout(prompt_ids=vpd.chat_ids(tok, prompt), completion_ids=enc(comp) + [eos_id], text=comp,
+                                truncated=False, reward=float(ok), success=ok, feedback=fb,
+                                teacher_ids=vpd.chat_ids(tok, tp) if tp else None, teacher_prompt=tp))
+    assert sum(r.teacher_ids is None for r in rows) == 2
+    return rows
+
+
+def _logq(model, prompt_ids, comp_ids, pad, temperature=1.0):
+    comp = torch.tensor([comp_ids])
+    return vpd.token_logprobs(vpd.completion_logits(model, [prompt_ids], comp, temperature, pad), comp)[0]
+
+
+def test_completion_logits_temperature_and_alignment(tiny):
+    model, tok = tiny
+    pad = tok.pad_token_id
+    p1, p2 = vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "a much longer prompt: Q 3 4 = what now")
+    c = [tok("The answer is 4", add_special_tokens=False)["input_ids"], [5, 6]]
+    comp, _ = vpd.pad_right(c, pad, "cpu")
+    with torch.no_grad():
+        l1 = vpd.completion_logits(model, [p1, p2], comp, 1.0, pad)
+        l2 = vpd.completion_logits(model, [p1, p2], comp, 2.0, pad)
+        assert l1.shape == (2, comp.shape[1], model.config.vocab_size)
+        assert torch.equal(l1, 2 * l2)
+        # row 0 unpadded: position t predicts completion token t
+        full = model(input_ids=torch.tensor([p1 + c[0]])).logits[0]
+        want = full[len(p1) - 1:len(p1) + len(c[0]) - 1]
+        assert torch.allclose(l1[0, :len(c[0])], want, atol=1e-5)
+        # row 1 (left-padded prompt) matches its own unpadded forward
+        full = model(input_ids=torch.tensor([p2 + c[1]])).logits[0]
+        assert torch.allclose(l1[1, :2], full[len(p2) - 1:len(p2) + 1], atol=1e-5)
+
+
+def _perturbed_copy(model, seed=7, scale=0.05):
+    prior = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return prior
+
+
+def _manual_bco(model, prior, rows, pad, beta, delta):
+    """Per-row (unbatched) BCO loss with log pi detached, plus the implicit rewards."""
+    used = [r for r in rows if r.teacher_ids is not None]
+    logq = torch.stack([_logq(model, r.teacher_ids, r.completion_ids, pad).sum() for r in used])
+    with torch.no_grad():
+        logp = torch.stack([_logq(prior, r.prompt_ids, r.completion_ids, pad).sum() for r in used])
+    r = beta * (logq - logp)
+    s = torch.tensor([float(x.success) for x in used])
+    z = r - delta
+    loss = -(s * torch.nn.functional.logsigmoid(z) + (1 - s) * torch.nn.functional.logsigmoid(-z)).mean()
+    return loss, r.detach(), s
+
+
+def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(tiny):
+    base, tok = tiny
+    pad, eos_id = tok.pad_token_id, tok.eos_token_id
+    rows = _rows(tok, eos_id)
+    model = copy.deepcopy(base).train()
+    prior = _perturbed_copy(model)            # requires_grad left on: e_step itself must not give it grads
+    cfg = vpd.Config(model="tiny", e_prior="initial", micro_batch=2, temperature=1.0)
+    state = {"beta": 0.1, "delta": 0.02}
+    model.zero_grad(set_to_none=True)
+    out = vpd.e_step(model, prior, rows, cfg, state, pad)
+    assert out["E/rollouts"] == 3
+    # implicit reward by hand, from per-row sums of token log-probs under the teacher (model) and the prior
+    with torch.no_grad():
+        r = []
+        for x in rows:
+            if x.teacher_ids is None:
+                continue
+            lq = sum(_logq(model, x.teacher_ids, x.completion_ids, pad).tolist())
+            lp = sum(_logq(prior, x.prompt_ids, x.completion_ids, pad).tolist())
+            lp_model = sum(_logq(model, x.prompt_ids, x.completion_ids, pad).tolist())
+            r.append((0.1 * (lq - lp), 0.1 * (lq - lp_model), x.success))
+    want_mean = sum(v for v, _, _ in r) / len(r)
+    assert out["E/reward_mean"] == pytest.approx(want_mean, abs=1e-5)
+    assert abs(want_mean - sum(v for _, v, _ in r) / len(r)) > 1e-3      # the perturbation matters
+    want_loss = sum(-_logsig(v - 0.02) if ok else -_logsig(-(v - 0.02)) for v, _, ok in r) / len(r)
+    assert out["E/loss"] == pytest.approx(want_loss, abs=1e-5)
+    succ = [v for v, _, ok in r if ok]
+    fail = [v for v, _, ok in r if not ok]
+    assert out["E/reward_margin"] == pytest.approx(sum(succ) / len(succ) - sum(fail) / len(fail), abs=1e-5)
+    # gradients: none on the prior, the model's equal those of the teacher-branch loss
+    assert all(p.grad is None for p in prior.parameters())
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert got and max(g.abs().max().item() for g in got.values()) > 0
+    ref = copy.deepcopy(base).train()
+    loss, _, _ = _manual_bco(ref, prior, rows, pad, 0.1, 0.02)
+    loss.backward()
+    for n, p in ref.named_parameters():
+        assert torch.allclose(got[n], p.grad, atol=1e-6, rtol=1e-4), n
+
+
+def test_e_step_dynamic_prior_gradient_only_through_teacher(tiny):
+    base, tok = tiny
+    pad = tok.pad_token_id
+    rows = _rows(tok, tok.eos_token_id)
+    model = _perturbed_copy(base, seed=3)    # any weights; prior = the student itself
+    cfg = vpd.Config(model="tiny", micro_batch=10, temperature=1.0)
+    out = vpd.e_step(model, model, rows, cfg, {"beta": 0.5, "delta": -0.1}, pad)
+    ref = copy.deepcopy(model)
+    ref.zero_grad(set_to_none=True)
+    loss, r, _ = _manual_bco(ref, ref, rows, pad, 0.5, -0.1)
+    assert out["E/reward_mean"] == pytest.approx(r.mean().item(), abs=1e-5)
+    loss.backward()
+    # if the prior branch also carried gradient, the result would differ
+    ref2 = copy.deepcopy(model)
+    ref2.zero_grad(set_to_none=True)
+    used = [x for x in rows if x.teacher_ids is not None]
+    lq = torch.stack([_logq(ref2, x.teacher_ids, x.completion_ids, pad).sum() for x in used])
+    lp = torch.stack([_logq(ref2, x.prompt_ids, x.completion_ids, pad).sum() for x in used])
+    z = 0.5 * (lq - lp) + 0.1
+    s = torch.tensor([float(x.success) for x in used])
+    (-(s * torch.nn.functional.logsigmoid(z) + (1 - s) * torch.nn.functional.logsigmoid(-z)).mean()).backward()
+    diff = 0.0
+    for (n, p), q, q2 in zip(model.named_parameters(), ref.parameters(), ref2.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-4), n
+        diff = max(diff, (q.grad - q2.grad).abs().max().item())
+    assert diff > 1e-5
+
+
+def test_e_step_without_contexts_is_empty(tiny):
+    base, tok = tiny
+    rows = [r for r in _rows(tok, tok.eos_token_id) if r.teacher_ids is None]
+    model = copy.deepcopy(base)
+    assert vpd.e_step(model, model, rows, vpd.Config(model="tiny"), {"beta": 0.1, "delta": 0.0},
+                      tok.pad_token_id) == {}
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _m_grads(base, rows, cfg, pad):
+    model = copy.deepcopy(base).train()
+    model.zero_grad(set_to_none=True)
+    out = vpd.m_step(model, model, rows, cfg, pad)
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("support", ["topk", "full"])
+def test_m_step_micro_batch_invariant_and_only_context_rows(tiny, support):
+    base, tok = tiny
+    base = _perturbed_copy(base, seed=11, scale=0.1)   # make teacher and student disagree more
+    pad = tok.pad_token_id
+    rows = _rows(tok, tok.eos_token_id)
+    ctx_rows = [r for r in rows if r.teacher_ids is not None]
+    cfg1 = vpd.Config(model="tiny", micro_batch=1, support=support, topk=5, alpha=0.5)
+    cfgn = dataclasses_replace(cfg1, micro_batch=len(rows))
+    o1, g1 = _m_grads(base, rows, cfg1, pad)
+    on, gn = _m_grads(base, rows, cfgn, pad)
+    oc, gc = _m_grads(base, ctx_rows, cfg1, pad)
+    assert g1 and max(g.abs().max().item() for g in g1.values()) > 1e-6
+    assert o1["M/loss"] == pytest.approx(on["M/loss"], abs=1e-6)
+    assert o1["M/kl"] == pytest.approx(on["M/kl"], abs=1e-6)
+    assert o1["M/loss"] == pytest.approx(oc["M/loss"], abs=1e-9)
+    for n in g1:
+        assert torch.allclose(g1[n], gn[n], atol=1e-6), n
+        assert torch.allclose(g1[n], gc[n], atol=1e-7), n
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_m_step_loss_value_full_support(tiny):
+    base, tok = tiny
+    base = _perturbed_copy(base, seed=5, scale=0.1)
+    pad = tok.pad_token_id
+    rows = _rows(tok, tok.eos_token_id)
+    cfg = vpd.Config(model="tiny", micro_batch=2, support="full", alpha=1.0, temperature=2.0)
+    out, _ = _m_grads(base, rows, cfg, pad)
+    total, ntok = 0.0, 0
+    with torch.no_grad():
+        for r in rows:
+            if r.teacher_ids is None:
+                continue
+            comp = torch.tensor([r.completion_ids])
+            s = vpd.completion_logits(base, [r.prompt_ids], comp, 1.0, pad)[0].double() / 2.0
+            t = vpd.completion_logits(base, [r.teacher_ids], comp, 1.0, pad)[0].double() / 2.0
+            ps, lps, lpt = s.softmax(-1), s.log_softmax(-1), t.log_softmax(-1)
+            total += (ps * (lps - lpt)).sum().item()
+            ntok += len(r.completion_ids)
+    assert out["M/loss"] == pytest.approx(total / ntok, rel=1e-4, abs=1e-6)
+    assert out["M/kl"] == pytest.approx(total / ntok, rel=1e-4, abs=1e-6)
+    assert total / ntok > 1e-4
