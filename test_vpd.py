@@ -582,3 +582,176 @@ def test_m_step_loss_value_full_support(tiny):
     assert out["M/loss"] == pytest.approx(total / ntok, rel=1e-4, abs=1e-6)
     assert out["M/kl"] == pytest.approx(total / ntok, rel=1e-4, abs=1e-6)
     assert total / ntok > 1e-4
+
+
+# ================================================================================================================
+# CLI end to end (subprocesses run two at a time: 2 cores)
+# ================================================================================================================
+def _env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _cli(*args, timeout=240):
+    return subprocess.run([sys.executable, os.path.join(REPO, "vpd.py"), *map(str, args)], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _parallel(jobs: dict) -> dict:
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        futs = {k: ex.submit(f) for k, f in jobs.items()}
+        return {k: f.result() for k, f in futs.items()}
+
+
+def _metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+SMALL = ["--model", "tiny", "--task", "toy", "--steps", "2", "--warmup-steps", "2", "--eval-every", "1",
+         "--batch-prompts", "4", "--group-size", "4", "--eval-prompts", "8"]
+RUNS = {"vpd": ["--algo", "vpd", "--e-every", "1"],
+        "vpd-initial": ["--algo", "vpd", "--e-every", "1", "--e-prior", "initial"],
+        "sdpo-live": ["--algo", "sdpo", "--teacher", "live"],
+        "sdpo-ema": ["--algo", "sdpo", "--teacher", "ema"],
+        "sdpo-base": ["--algo", "sdpo", "--teacher", "base"],
+        "grpo": ["--algo", "grpo"]}
+RESUME = ["--model", "tiny", "--task", "toy", "--batch-prompts", "4", "--group-size", "4", "--warmup-steps", "5",
+          "--eval-every", "2", "--e-every", "2", "--eval-prompts", "8"]
+NONDET = {"time", "step_seconds", "tokens_per_s", "gen_seconds", "E/seconds"}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = {k: str(root / k) for k in RUNS}
+    ra, rb = str(root / "resume-a"), str(root / "resume-b")
+
+    def resume_chain():
+        first = _cli(*RESUME, "--steps", "2", "--output-dir", rb)
+        return first, _cli("--resume", rb, "--steps", "4")
+
+    jobs = {k: (lambda k=k: _cli(*SMALL, *RUNS[k], "--output-dir", dirs[k])) for k in RUNS}
+    jobs["resume-a"] = lambda: _cli(*RESUME, "--steps", "4", "--save-every", "2", "--output-dir", ra)
+    jobs["resume-b"] = resume_chain
+    res = _parallel(jobs)
+    return {"root": root, "dirs": dirs, "res": res, "ra": ra, "rb": rb}
+
+
+COMMON_KEYS = {"reward", "success_rate", "completion_len", "student_entropy", "grad_norm", "step_seconds",
+               "tokens_per_s", "skipped_steps", "truncated_frac", "step", "time", "eval/pass@1"}
+E_KEYS = {"E/loss", "E/reward_margin", "E/delta", "E/beta", "E/teacher_student_kl"}
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_cli_run(cli_runs, name):
+    res, d = cli_runs["res"][name], cli_runs["dirs"][name]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    rows = _metrics(d)
+    assert [r["step"] for r in rows] == [1, 2]
+    algo = RUNS[name][1]
+    want = set(COMMON_KEYS)
+    if algo != "grpo":
+        want |= {"frac_context", "M/loss", "M/kl"}
+    if algo == "vpd":
+        want |= E_KEYS
+    for r in rows:
+        assert want <= set(r), want - set(r)
+        if algo == "grpo":
+            assert "frac_context" not in r and not any(k.startswith("E/") for k in r)
+        if algo == "sdpo":
+            assert not any(k.startswith("E/") for k in r)
+        for k in ("reward", "success_rate", "truncated_frac", "eval/pass@1", "frac_context",
+                  "eval/teacher_success"):
+            if k in r:
+                assert 0.0 <= r[k] <= 1.0, (k, r[k])
+        assert 1.0 <= r["completion_len"] <= 4.0            # toy preset: --max-new-tokens 4
+        assert r["skipped_steps"] == 0 and r["grad_norm"] >= 0 and r["step_seconds"] > 0
+    if algo == "vpd":
+        # E-step every step; delta = running mean of the E-steps' mean implicit rewards, beta fixed
+        m1, m2 = rows[0]["E/reward_mean"], rows[1]["E/reward_mean"]
+        assert rows[0]["E/delta"] == pytest.approx(m1, abs=1e-12)
+        assert rows[1]["E/delta"] == pytest.approx((m1 + m2) / 2, abs=1e-12)
+        assert rows[0]["E/beta"] == rows[1]["E/beta"] == 0.1
+        assert rows[0]["E/rollouts"] == 16                   # toy env feedback on every rollout
+    with open(os.path.join(d, "samples.jsonl")) as f:
+        samples = [json.loads(line) for line in f]
+    assert samples and {"prompt", "completion", "feedback", "teacher_prompt"} <= set(samples[0])
+    if algo != "grpo":
+        assert "Correctly solve the original question." in samples[0]["teacher_prompt"]
+    ck = os.path.join(d, "ckpt")
+    files = set(os.listdir(ck))
+    assert {"config.json", "trainer_state.pt", "tokenizer_config.json"} <= files
+    assert any(f.endswith(".safetensors") for f in files)
+    assert "tokenizer.json" in files
+    extra = {"vpd-initial": "prior", "sdpo-ema": "teacher", "sdpo-base": "teacher"}.get(name)
+    for sub in ("prior", "teacher"):
+        assert os.path.isdir(os.path.join(ck, sub)) == (sub == extra), sub
+    if extra:
+        assert any(f.endswith(".safetensors") for f in os.listdir(os.path.join(ck, extra)))
+    st = torch.load(os.path.join(ck, "trainer_state.pt"), weights_only=False)
+    assert st["state"]["step"] == 2 and st["config"]["algo"] == algo
+
+
+def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def test_cli_resume_matches_uninterrupted_run(cli_runs):
+    res_a = cli_runs["res"]["resume-a"]
+    first, second = cli_runs["res"]["resume-b"]
+    for r in (res_a, first, second):
+        assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _metrics(cli_runs["ra"]), _metrics(cli_runs["rb"])
+    assert [r["step"] for r in a] == [1, 2, 3, 4]
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert "E/loss" in a[3] and "eval/pass@1" in a[3]
+    for ra, rb in zip(a, b):
+        assert set(ra) == set(rb)
+        diff = {k: (ra[k], rb[k]) for k in ra if k not in NONDET and not _same(ra[k], rb[k])}
+        assert not diff, f"step {ra['step']}: {diff}"
+
+
+def test_cli_plot(cli_runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "curves.png"
+    d = cli_runs["dirs"]
+    res = _cli("--plot", d["vpd"], d["sdpo-ema"], d["grpo"], "--out", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+BAD = {"unknown-task": ["--task", "nope"],
+       "unknown-model": ["--model", "NoSuchModel", "--task", "toy"],
+       "unknown-dataset": ["--task", "code", "--dataset", "nope"],
+       "group-size-1": ["--task", "toy", "--group-size", "1"],
+       "topk-over-vocab": ["--task", "toy", "--topk", "100000"],
+       "negative-lr": ["--task", "toy", "--lr", "-1"],
+       "resume-missing": ["--resume", "/nonexistent"],
+       "alpha-2": ["--task", "toy", "--alpha", "2"],
+       "bad-feedback": ["--task", "toy", "--feedback", "env,bogus"],
+       "bad-algo": ["--algo", "foo"],
+       "plot-missing": ["--plot", "/nonexistent"]}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    jobs = {k: (lambda k=k: (_cli(*v, "--output-dir", root / k, "--steps", "1"), root / k)) for k, v in BAD.items()}
+    return _parallel(jobs)
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_cli_bad_input(bad_runs, name):
+    res, out_dir = bad_runs[name]
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = res.stderr.strip("\n").split("\n")
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:")
+    assert not os.path.exists(out_dir)        # nothing written for a refused run
