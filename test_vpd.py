@@ -13,8 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import concurrent.futures  # noqa: E402
 import copy  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -64,7 +66,7 @@ def test_divergence_alpha1_is_reverse_kl_student_teacher():
 
 def test_divergence_alpha_half_is_jsd_two_elements():
     s, t = [0.9, 0.1], [0.5, 0.5]
-    m = [0.7, 0.3]
+    # M = 0.5 s + 0.5 t = [0.7, 0.3]
     want = 0.5 * (0.9 * math.log(0.9 / 0.7) + 0.1 * math.log(0.1 / 0.3)) \
         + 0.5 * (0.5 * math.log(0.5 / 0.7) + 0.5 * math.log(0.5 / 0.3))
     assert vpd.divergence(logs(s), logs(t), 0.5).item() == pytest.approx(want, abs=1e-12)
@@ -557,7 +559,6 @@ def test_m_step_micro_batch_invariant_and_only_context_rows(tiny, support):
 
 
 def dataclasses_replace(cfg, **kw):
-    import dataclasses
     return dataclasses.replace(cfg, **kw)
 
 
@@ -815,7 +816,6 @@ def test_grpo_entropy_logged_when_all_advantages_zero(tiny):
                    "(Config.steps=200, not even the run's saved steps or its task preset) instead of continuing the "
                    "saved run's --steps")
 def test_resume_without_steps_keeps_saved_steps(cli_runs, tmp_path, monkeypatch):
-    import shutil
     d = str(tmp_path / "run")
     shutil.copytree(cli_runs["dirs"]["sdpo-live"], d)     # a finished 2-step run
 
