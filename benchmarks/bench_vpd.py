@@ -39,7 +39,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import vpd  # noqa: E402
 
@@ -51,6 +50,7 @@ PRESETS = {   # hidden, layers, heads, kv heads, intermediate, vocab (None = the
     "qwen2.5-0.5b": dict(hidden=896, layers=24, heads=14, kv=2, inter=4864, vocab=BIG_VOCAB),
 }
 MB = 2 ** 20
+T0 = time.time()
 
 
 # ================================================================================================================
@@ -326,8 +326,12 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
         prompts = random_prompts(args.prompts, args.prompt_len, vocab, avoid, rng)
         t_prompts = [p + q for p, q in zip(prompts, random_prompts(args.prompts, args.feedback_len, vocab, avoid,
                                                                     rng))]
-        with ph.phase("generation (vpd.sample)", ntok):
-            samples = generate(model, tok, prompts, args.group_size, args.new_tokens, "dynamic", device, eos)
+        if args.skip_generation:   # random completions of the same length (memory-focused runs on slow CPUs)
+            samples = [(c, "", True) for c in random_prompts(nseq, args.new_tokens, vocab, avoid, rng)]
+        else:
+            with ph.phase("generation (vpd.sample)", ntok):
+                samples = generate(model, tok, prompts, args.group_size, args.new_tokens, "dynamic", device, eos)
+        print(f"[step {step}: rollouts ready, {time.time() - T0:.0f}s]", flush=True)
         rollouts = make_rollouts(prompts, t_prompts, samples, args.group_size, rng)
         assert all(len(r.completion_ids) == args.new_tokens for r in rollouts), "generation not at full length"
         opt.zero_grad(set_to_none=True)
@@ -387,7 +391,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
                     ph.rows)
         if args.naive:
             naive = ph.rows[-1]
-            print(f"\nratio ours / naive (peak; delta over the step's start = activation memory):")
+            print("\nratio ours / naive (peak; delta over the step's start = activation memory):")
             for r in ph.rows[:-1]:
                 print(f"- {r['name']}: peak {r['peak'] / naive['peak']:.3f}, delta {r['delta'] / naive['delta']:.3f}"
                       f" ({'meets' if r['delta'] <= 0.25 * naive['delta'] else 'misses'} <= 0.25 on delta)")
@@ -454,6 +458,8 @@ def main(argv=None) -> int:
                    "static, static-compile (the first is the baseline)")
     p.add_argument("--gen-reps", type=int, default=2)
     p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--skip-generation", action="store_true", help="random completions instead of vpd.sample "
+                   "(the generation phase is then not measured)")
     p.add_argument("--hidden", type=int, help="override the preset's hidden size (intermediate = 2 x hidden)")
     p.add_argument("--layers", type=int, help="override the preset's layer count")
     p.add_argument("--vocab", type=int, help="override the preset's vocabulary")
