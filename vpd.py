@@ -111,8 +111,8 @@ class Config:
 
 
 PRESETS = {  # task-specific defaults; anything given on the command line wins
-    "toy": dict(model="tiny", lr=3e-4, max_new_tokens=4, batch_prompts=16, group_size=8, feedback="env",
-                warmup_steps=200, steps=150, eval_every=10, eval_prompts=20, save_every=1000, micro_batch=32),
+    "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, max_new_tokens=4, batch_prompts=16, group_size=8, feedback="env",
+                warmup_steps=200, steps=200, eval_every=10, eval_prompts=20, save_every=1000, micro_batch=32),
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
@@ -175,7 +175,7 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def build_tiny(seed: int, hidden: int = 64, layers: int = 2):
+def build_tiny(seed: int, hidden: int = 128, layers: int = 4):
     """A randomly initialised small Qwen2 and a byte-level BPE tokenizer trained here (ChatML template, pad != eos
     but pad is also a generation EOS id, as in Qwen). Fully offline; deterministic for a seed."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -596,7 +596,7 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
     """Token-level policy gradient with group-normalised advantages; single on-policy update, no reference KL.
     L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch)."""
     adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
-    rows = [(r, a) for r, a in zip(rollouts, adv.tolist()) if a != 0]
+    rows = list(zip(rollouts, adv.tolist()))     # rows with A = 0 add no gradient but count in the entropy
     total = sum(len(r.completion_ids) for r in rollouts)
     sums = {"loss": 0.0, "entropy": 0.0, "nonfinite": 0}
     for mb in micro_batches(rows, cfg.micro_batch):
@@ -607,9 +607,7 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
         backward(loss, sums)
         with torch.no_grad():
             sums["entropy"] += (entropy(logits) * mask).sum().item()
-    ntok = sum(len(r.completion_ids) for r, _ in rows)
-    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / ntok if ntok else float("nan"),
-            "nonfinite": sums["nonfinite"]}
+    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / total, "nonfinite": sums["nonfinite"]}
 
 
 # ================================================================================================================
@@ -645,7 +643,7 @@ def warmup(model, tok, task, cfg: Config, eos) -> float:
 # ================================================================================================================
 def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
     """Student pass@1 / pass@n on held-out prompts (no feedback). Teacher success: for each prompt whose first
-    student sample failed with env feedback, one teacher answer with that feedback in its context.
+    student sample got env feedback (the failures; in the toy every sample), one teacher answer with it in context.
     Runs under its own RNG seed and restores the training RNG afterwards (resumed runs match)."""
     if not examples:
         return {}
@@ -661,7 +659,7 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
              f"eval/pass@{n}": sum(pass_at_k(n, sum(w), n) for w in wins) / len(wins),
              "eval/reward": sum(s.reward for s in scores) / len(scores)}
         fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
-                 for i, ex in enumerate(examples) if not wins[i][0] and scores[i * n].feedback]
+                 for i, ex in enumerate(examples) if scores[i * n].feedback]
         if fixes:
             t_out = sample(model, tok, [chat_ids(tok, t, task.system) for _, t in fixes], 1, cfg.max_new_tokens,
                            cfg.eval_temperature, cfg.eval_top_p, eos)
@@ -710,7 +708,10 @@ def health_warnings(recent: list[dict]) -> list[str]:
     completions shrinking to nothing."""
     if len(recent) < 10:
         return []
-    mean = lambda k: sum(m.get(k, 0.0) for m in recent) / len(recent)  # noqa: E731
+    def mean(key):
+        vals = [m[key] for m in recent if isinstance(m.get(key), float) and math.isfinite(m[key])]
+        return sum(vals) / len(vals) if vals else float("nan")
+
     out = []
     if "frac_context" in recent[-1] and mean("frac_context") < 0.05:
         out.append("fewer than 5% of rollouts have a teacher context: the M-step has almost nothing to learn from")
@@ -726,8 +727,6 @@ def health_warnings(recent: list[dict]) -> list[str]:
 def train(cfg: Config) -> str:
     validate(cfg)
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
-    if resume:   # the saved settings win; only --steps may change
-        cfg = Config(**{**resume[1]["config"], "steps": cfg.steps, "resume": cfg.resume})
     task = tasks_lib.get_task(cfg.task, cfg.dataset)
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
@@ -746,8 +745,14 @@ def train(cfg: Config) -> str:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     eos, pad = eos_ids(model, tok), tok.pad_token_id
     run_dir = cfg.output_dir or os.path.join("runs", f"{cfg.task}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if resume:
+    if resume:   # lines logged after the checkpoint (a crash) are dropped: those steps run again
         run_dir = os.path.dirname(os.path.abspath(resume[0]))
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path):
+                keep = [line for line in open(path) if json.loads(line)["step"] <= resume[1]["state"]["step"]]
+                with open(path, "w") as f:
+                    f.writelines(keep)
     elif os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
     os.makedirs(run_dir, exist_ok=True)
@@ -830,8 +835,9 @@ def train(cfg: Config) -> str:
             if w not in warned:
                 tqdm.write(f"warning (step {step}): {w}")
                 warned.add(w)
-        with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(m) + "\n")
+        with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
+            f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                                for k, v in m.items()}) + "\n")
         with open(os.path.join(run_dir, "samples.jsonl"), "a") as f:
             for r in rollouts[:cfg.log_samples]:
                 f.write(json.dumps({"step": step, "prompt": tok.decode(r.prompt_ids), "completion": r.text,
@@ -914,6 +920,12 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
     p.add_argument("--out", default="curves.png", help="output PNG for --plot")
     args = p.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    if "resume" in given:   # the run's saved settings; only these may change
+        extra = sorted(set(given) - {"resume", "steps", "device"})
+        if extra:
+            raise UserError(f"--resume continues a run with its saved settings; only --steps and --device may be "
+                            f"given, not --{extra[0].replace('_', '-')}")
+        return Config(**{**load_checkpoint(given["resume"])[1]["config"], **given}), args
     task = given.get("task", Config.task)
     return Config(**{**PRESETS.get(task, {}), **given}), args
 
