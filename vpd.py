@@ -787,6 +787,9 @@ def train(cfg: Config) -> str:
     eval_set = test_set[:cfg.eval_prompts]
     recent, warned = [], set()
 
+    if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
+        log_metrics(run_dir, {"step": 0, "time": 0.0,
+                              **evaluate(model, tok, task, eval_set, cfg, eos, seed=cfg.seed * 7919)})
     from tqdm import tqdm
     bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run_dir)
     for step in bar:
@@ -835,9 +838,7 @@ def train(cfg: Config) -> str:
             if w not in warned:
                 tqdm.write(f"warning (step {step}): {w}")
                 warned.add(w)
-        with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
-            f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
-                                for k, v in m.items()}) + "\n")
+        log_metrics(run_dir, m)
         with open(os.path.join(run_dir, "samples.jsonl"), "a") as f:
             for r in rollouts[:cfg.log_samples]:
                 f.write(json.dumps({"step": step, "prompt": tok.decode(r.prompt_ids), "completion": r.text,
@@ -849,6 +850,12 @@ def train(cfg: Config) -> str:
             state["buffer"] = [dataclasses.asdict(r) for r in buffer]
             save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt)
     return run_dir
+
+
+def log_metrics(run_dir: str, m: dict) -> None:
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
+        f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in m.items()})
+                + "\n")
 
 
 def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
