@@ -59,7 +59,7 @@ class Config:
     dtype: str = arg("auto", "compute dtype (autocast): auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16. "
                      "Weights and optimizer stay fp32", choices=["auto", "float32", "bfloat16", "float16"])
     output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps may change",
+    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device may change",
                       type=str)
     # sampling (§6)
     batch_prompts: int = arg(4, "B: prompts per step")
@@ -117,6 +117,11 @@ PRESETS = {  # task-specific defaults; anything given on the command line wins
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
 }
+PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. The toy "
+               "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step "
+               "supervised warm-up teaches the feedback *format* (cold-start self-distillation collapses, VPD.md "
+               "§10), lr 1e-4, and beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops reading feedback "
+               "and the student plateaus near 0.8).")
 FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 SHORT_NAMES = {
@@ -913,7 +918,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
-    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n\n")[0], epilog=PRESET_HELP)
     for f in dataclasses.fields(Config):
         name, meta = "--" + f.name.replace("_", "-"), f.metadata
         preset = ", ".join(f"{t}={v[f.name]}" for t, v in PRESETS.items() if f.name in v)
