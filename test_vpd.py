@@ -895,3 +895,45 @@ def test_vpd_student_learns_the_toy_from_feedback(tmp_path):
     assert start["eval/pass@1"] <= 0.3                       # chance is 0.1
     assert end["eval/pass@1"] >= start["eval/pass@1"] + 0.3, (start["eval/pass@1"], end["eval/pass@1"])
     assert end["eval/teacher_success"] >= 0.8                # the teacher still reads its feedback
+
+
+def test_critique_replaces_feedback_of_failed_rollouts_only(tiny, monkeypatch):
+    import tasks
+    model, tok = tiny
+    task = tasks.get_task("toy")
+    ex = task.load("train")[0]
+    wrong = str((int(ex["answer"]) + 1) % 10)
+    fail = vpd.Rollout([1], [2], wrong, False, 0.0, False, task.score(ex, wrong).feedback)
+    win = vpd.Rollout([1], [2], ex["answer"], False, 1.0, True, task.score(ex, ex["answer"]).feedback)
+    seen = {}
+
+    def fake_sample(model, tok, queries, n, *args):
+        seen["queries"] = [tok.decode(q) for q in queries]
+        return [([7], "  the answer names the digit  ", False) for _ in queries]
+
+    monkeypatch.setattr(vpd, "sample", fake_sample)
+    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy"), [0])
+    assert fail.feedback == "the answer names the digit"     # the critique is the failed rollout's feedback
+    assert win.feedback == ""                                # successes get no critique
+    (query,) = seen["queries"]                               # one critique request: the failure's
+    assert task.prompt(ex) in query and f"Wrong: you answered {wrong}." in query
+    assert "An attempt at this question:\n\n" + wrong in query
+
+
+def test_nonfinite_loss_or_gradient_skips_the_update_and_counts_it(tiny, capsys):
+    model = copy.deepcopy(tiny[0])
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    state, sums = {"skipped": 0, "step": 3}, {"loss": 0.0, "nonfinite": 0}
+    vpd.backward(torch.tensor(float("nan"), requires_grad=True), sums)
+    assert sums == {"loss": 0.0, "nonfinite": 1}
+    assert vpd.optimizer_step(model, opt, 0.1, 1.0, sums["nonfinite"], state)["skipped"] == 1
+    next(model.parameters()).grad = torch.full_like(next(model.parameters()), float("inf"))   # inf gradient
+    assert vpd.optimizer_step(model, opt, 0.1, 1.0, 0, state)["skipped"] == 1
+    assert state["skipped"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert "update skipped" in capsys.readouterr().err
+    for p in model.parameters():                              # a finite step does update
+        p.grad = torch.ones_like(p)
+    assert vpd.optimizer_step(model, opt, 0.1, 1.0, 0, state)["skipped"] == 0
+    assert not torch.equal(before[0], next(model.parameters()))
