@@ -429,10 +429,11 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
     ids, mask = pad_left(prompts, tok.pad_token_id, device)
     was_training = model.training
     model.eval()
-    out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                         max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or None,
-                         top_p=top_p if temperature > 0 else None, top_k=0 if temperature > 0 else None,
-                         eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    with autocast(device):
+        out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                             max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                             temperature=temperature or None, top_p=top_p if temperature > 0 else None,
+                             top_k=0 if temperature > 0 else None, eos_token_id=eos, pad_token_id=tok.pad_token_id)
     model.train(was_training)
     comp = out[:, ids.shape[1]:]
     cmask, truncated = completion_mask(comp, eos)
@@ -504,7 +505,7 @@ def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, tempe
     return out.logits[:, :-1].float() / temperature
 
 
-_AMP = {"dtype": None}
+_AMP = {"dtype": None}   # the compute dtype, set once by train() from --dtype
 
 
 def autocast(device):
