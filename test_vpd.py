@@ -937,3 +937,45 @@ def test_nonfinite_loss_or_gradient_skips_the_update_and_counts_it(tiny, capsys)
         p.grad = torch.ones_like(p)
     assert vpd.optimizer_step(model, opt, 0.1, 1.0, 0, state)["skipped"] == 0
     assert not torch.equal(before[0], next(model.parameters()))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("support", ["full", "topk-all"])
+def test_memory_bounded_m_step_equals_naive_full_vocab_loss_float64(tiny, alpha, support):
+    """The M-step (logits only at completion positions, micro-batches, support gathered from raw logits) equals a
+    naive loss that runs each whole sequence, takes full-vocabulary log-softmax of student and teacher and averages
+    D over all completion tokens: values and gradients, float64."""
+    base, tok = tiny
+    pad = tok.pad_token_id
+    base = _perturbed_copy(base, seed=3, scale=0.1).double()
+    rows = _rows(tok, tok.eos_token_id)
+    vocab = base.config.vocab_size
+    cfg = vpd.Config(model="tiny", micro_batch=2, alpha=alpha, temperature=0.7,
+                     support="full" if support == "full" else "topk", topk=vocab, tail=True)
+    out, grads = _m_grads(base, rows, cfg, pad)
+
+    naive = copy.deepcopy(base).train()
+    naive.zero_grad(set_to_none=True)
+    ctx = [r for r in rows if r.teacher_ids is not None]
+    n_tok = sum(len(r.completion_ids) for r in ctx)
+    loss = 0.0
+    for r in ctx:
+        n = len(r.completion_ids)
+        s_all = naive(torch.tensor([r.prompt_ids + r.completion_ids])).logits[0] / 0.7
+        with torch.no_grad():
+            t_all = naive(torch.tensor([r.teacher_ids + r.completion_ids])).logits[0] / 0.7
+        s_lp = s_all[len(r.prompt_ids) - 1:len(r.prompt_ids) - 1 + n].log_softmax(-1)
+        t_lp = t_all[len(r.teacher_ids) - 1:len(r.teacher_ids) - 1 + n].log_softmax(-1)
+        ps, pt = s_lp.exp(), t_lp.exp()
+        if alpha == 1.0:
+            d = (ps * (s_lp - t_lp)).sum(-1)
+        elif alpha == 0.0:
+            d = (pt * (t_lp - s_lp)).sum(-1)
+        else:
+            m_lp = (0.5 * ps + 0.5 * pt).log()
+            d = 0.5 * (ps * (s_lp - m_lp)).sum(-1) + 0.5 * (pt * (t_lp - m_lp)).sum(-1)
+        loss = loss + d.sum() / n_tok
+    loss.backward()
+    assert out["M/loss"] == pytest.approx(loss.item(), rel=1e-9, abs=1e-12)
+    for name, p in naive.named_parameters():
+        assert torch.allclose(grads[name], p.grad, rtol=1e-7, atol=1e-10), name

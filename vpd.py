@@ -502,7 +502,8 @@ def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, tempe
     with autocast(comp.device):
         out = model(input_ids=full, attention_mask=attn, position_ids=pos, logits_to_keep=comp.shape[1] + 1,
                     use_cache=False)
-    return out.logits[:, :-1].float() / temperature
+    logits = out.logits[:, :-1]
+    return logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature   # bf16 -> fp32, fp64 kept
 
 
 _AMP = {"dtype": None}   # the compute dtype, set once by train() from --dtype
