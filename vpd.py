@@ -744,7 +744,7 @@ def train(cfg: Config) -> str:
     _AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
                      "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
     torch.manual_seed(cfg.seed)
-    model, tok = load_model(dataclasses.replace(cfg, model=resume[0]) if resume else cfg)
+    model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
     model.to(device)
     if cfg.topk > model.config.vocab_size:
         raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
