@@ -66,6 +66,9 @@ class Config:
     group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
     max_new_tokens: int = arg(512, "completion budget (task preset)")
     temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
+    gen_cache: str = arg("dynamic", "KV cache of generate: dynamic, or static (transformers compiles the decoder: "
+                         "8.5x tokens/s on the tiny CPU model once compiled, after 26-73 s of compiling; "
+                         "benchmarks/RESULTS.md)", choices=["dynamic", "static"])
     success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
     # feedback prompting (§2)
     feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
@@ -422,7 +425,7 @@ def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
-           eos: list[int]) -> list[tuple[list[int], str, bool]]:
+           eos: list[int], cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
     """n completions per prompt in one batched generate (prompts left-padded, every EOS id stops a row).
     Returns (completion ids up to the first EOS, decoded text, truncated) per row, prompt-major."""
     device = next(model.parameters()).device
@@ -433,7 +436,8 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
         out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
                              max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature or None, top_p=top_p if temperature > 0 else None,
-                             top_k=0 if temperature > 0 else None, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+                             top_k=0 if temperature > 0 else None, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                             cache_implementation=None if cache == "dynamic" else cache)
     model.train(was_training)
     comp = out[:, ids.shape[1]:]
     cmask, truncated = completion_mask(comp, eos)
@@ -447,7 +451,8 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
 def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollout]:
     """B prompts x G rollouts from the student, scored by the task; teacher contexts attached unless GRPO."""
     prompts = [chat_ids(tok, task.prompt(ex), task.system) for ex in examples]
-    samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos)
+    samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos,
+                     cfg.gen_cache)
     exs = [ex for ex in examples for _ in range(cfg.group_size)]
     scores = task.score_batch(exs, [s[1] for s in samples])
     rollouts = [Rollout(prompts[i // cfg.group_size], c, text, trunc, sc.reward, sc.reward >= cfg.success_threshold,
