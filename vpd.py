@@ -230,6 +230,10 @@ def load_model(cfg: Config):
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise UserError(f"could not load model {name!r} ({type(e).__name__}: {first}); check the name, your "
                         "internet connection / HF cache, or pass a local directory") from None
+    if cfg.gguf_file:   # GGUF weights arrive dequantised to fp32: drop the quantizer so save_pretrained works
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
