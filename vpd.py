@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -895,31 +896,38 @@ def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, 
 # Plots: reward and teacher success vs step and vs wall time for several runs
 # ================================================================================================================
 def plot(run_dirs: list[str], out: str) -> None:
+    """Runs named NAME-sN (seeds) are grouped: mean line and min-max band per group, one colour each."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("--plot needs matplotlib (optional dependency): pip install matplotlib") from None
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    groups: dict[str, list[list[dict]]] = {}
     for d in run_dirs:
         path = os.path.join(d, "metrics.jsonl")
         if not os.path.exists(path):
             raise UserError(f"{d} has no metrics.jsonl; pass run directories written by vpd.py")
-        rows = [json.loads(line) for line in open(path)]
-        label = os.path.basename(os.path.normpath(d))
-        ev = [r for r in rows if "eval/pass@1" in r]
-        for col, x in enumerate(("step", "time")):
-            axes[0][col].plot([r[x] for r in ev], [r["eval/pass@1"] for r in ev], label=label)
-            tv = [r for r in ev if "eval/teacher_success" in r]
-            axes[1][col].plot([r[x] for r in tv], [r["eval/teacher_success"] for r in tv], label=label)
+        rows = [r for r in map(json.loads, open(path)) if r.get("eval/pass@1") is not None]
+        groups.setdefault(re.sub(r"-s\d+$", "", os.path.basename(os.path.normpath(d))), []).append(rows)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for label, runs in groups.items():
+        n = min(len(r) for r in runs)
+        for row, key in enumerate(("eval/pass@1", "eval/teacher_success")):
+            ys = [[r[i].get(key) if r[i].get(key) is not None else float("nan") for r in runs] for i in range(n)]
+            mean = [sum(y) / len(y) for y in ys]
+            for col, x in enumerate(("step", "time")):
+                xs = [sum(r[i][x] for r in runs) / len(runs) for i in range(n)]
+                line, = axes[row][col].plot(xs, mean, label=f"{label} (n={len(runs)})")
+                axes[row][col].fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15,
+                                            color=line.get_color())
     for row, what in enumerate(("student pass@1 (held-out, no feedback)", "teacher success (with feedback)")):
         for col, x in enumerate(("step", "wall time (s)")):
             axes[row][col].set(xlabel=x, ylabel=what, ylim=(-0.02, 1.02))
             axes[row][col].grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=72)
     print(f"wrote {out}")
 
 
