@@ -808,7 +808,7 @@ def train(cfg: Config) -> str:
     recent, warned = [], set()
 
     if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
-        log_metrics(run_dir, {"step": 0, "time": 0.0,
+        log_metrics(run_dir, {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"],
                               **evaluate(model, tok, task, eval_set, cfg, eos, seed=cfg.seed * 7919)})
     from tqdm import tqdm
     bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run_dir)
