@@ -200,8 +200,8 @@ def test_sandbox_cannot_read_user_files(sandbox):
         os.chmod(p, 0o644)
     try:
         files += [sandbox.repo_file, os.path.expanduser("~/.bashrc")]
-        code = "import sys\nfor p in sys.argv[1:]:\n    try:\n        print(open(p).read())\n    except OSError as e:\n" \
-               "        print('denied', type(e).__name__)\n"
+        code = "import sys\nfor p in sys.argv[1:]:\n    try:\n        print(open(p).read())\n" \
+               "    except OSError as e:\n        print('denied', type(e).__name__)\n"
         control = sandbox.plain(code, files[:4])           # unsandboxed, the same user reads them all
         assert control.stdout.count(secret) == 3 and "def run_program" in control.stdout, control.stderr
         r = sandbox.run(code, argv=files)
