@@ -26,6 +26,7 @@ cfg = json.loads(sys.argv[1])
 libc = ctypes.CDLL(None, use_errno=True)
 NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET = 0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
 RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x20, 0x1000, 0x4000, 0x40000
+LOCKED = RDONLY | NOSUID | NODEV | NOEXEC | 0x400 | 0x800 | 0x1000     # and noatime, nodiratime, relatime
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}   # syscall numbers
 
@@ -53,7 +54,7 @@ def bind_read_only(path: str, target: str) -> None:
         open(target, "w").close()
     mount(path, target, None, BIND | REC)
     # keep the flags the mount already has (a user namespace may not clear them), add read-only and nosuid
-    mount(None, target, None, REMOUNT | BIND | RDONLY | NOSUID | os.statvfs(target).f_flag)
+    mount(None, target, None, REMOUNT | BIND | RDONLY | NOSUID | (os.statvfs(target).f_flag & LOCKED))
 
 
 def build_root(new: str) -> None:
