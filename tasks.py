@@ -38,12 +38,12 @@ loader raises TaskError("dataset ... needs internet or a local copy: ...").
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -143,100 +143,35 @@ class ToyTask(Task):
 # ----------------------------------------------------------------------------------------------------------------
 # Sandbox: run an untrusted python program in a contained child process (standard library only).
 #
-# Layers, outermost first (each is set up by the parent or by the bootstrap script _BOOT before the program runs):
-#   * a fresh temporary directory; the program's stdout/stderr go to files there (bounded by RLIMIT_FSIZE, read
-#     back with a cap), stdin comes from a file;
-#   * a new session (start_new_session=True): the parent kills the whole process group with SIGKILL at the end;
-#   * when `unshare` works (checked once, cached): new network (no network at all), pid and mount namespaces.
-#     The bootstrap is pid 1 of the pid namespace; it forks the program and waits; when it exits (or is killed
-#     with the process group) the kernel kills every process left in the namespace, including ones that called
-#     setsid() and left the process group. In the mount namespace /tmp, /var/tmp and /dev/shm are fresh small
-#     tmpfs mounts (writes there vanish with the namespace; the program's cwd is a fresh dir on that /tmp, so
-#     its files are bounded in size) and /proc shows only the sandbox's processes;
-#   * when running as root: the program runs as a per-run uid/gid (VPD_SANDBOX_UID_BASE + slot, default
-#     60100 + slot) with no supplementary groups. A slot is held exclusively (an flock, so also across processes)
-#     for the run, which makes the uid private to it: RLIMIT_NPROC counts only this run's processes, and after
-#     the run every process of that uid is killed and its files in /tmp, /var/tmp and /dev/shm are removed (this
-#     is the safety net when namespaces are unavailable);
-#   * resource limits set in the child right before exec: RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE,
-#     RLIMIT_NOFILE, RLIMIT_CORE=0; a wall-clock timeout in the parent;
-#   * a scrubbed environment (PATH, LANG only) and `python -I` (no user site, no PYTHON* variables).
+# Isolated mode (the default; works for root and for ordinary users through user namespaces): the bootstrap
+# sandbox_boot.py (next to this file) puts the program in new mount, pid, network, IPC and UTS namespaces (plus a user
+# namespace when not root). The program sees a minimal root: read-only binds of /usr, /bin, /lib*, a few /etc files,
+# /dev/null & co. and the python installation (wherever it lives), a fresh /proc, and a size-limited tmpfs /tmp where
+# it runs (/tmp/run). Home, the repository, checkpoints, tokens and the trainer's files do not exist there; the
+# network namespace has only a down loopback; the trainer's processes are outside its pid namespace. It holds no
+# capability (as root: the run's own uid VPD_SANDBOX_UID_BASE + slot; otherwise uid 0 of its user namespace with every
+# capability set emptied) and runs with no_new_privs, under rlimits set right before exec (CPU, address space,
+# processes, file size, open files, no core) and a wall-clock timeout. When the program exits, times out or the
+# trainer dies (PDEATHSIG), the namespace's init exits and the kernel kills every process left; run_program returns
+# only after that. Memory of the whole process tree is bounded by memory_mb when the trainer can create memory
+# cgroups (root, cgroup v1 or v2 with the memory controller delegated); elsewhere only each process is (RLIMIT_AS),
+# so a tree may use up to max_processes x memory_mb. Input, output and the source travel through files the trainer
+# opened (and unlinked) before the run: nothing the program names, plants or links is ever opened by the trainer.
+# `sandbox_self_test` (run by CodeTask at start-up) checks that a trivial program runs; where namespaces do not work
+# it refuses with a one-line TaskError unless ALLOW_WEAK_SANDBOX (vpd.py --unsafe-sandbox) accepts weak mode: the
+# same rlimits and no_new_privs in a host temporary directory, as root under the run's uid (whose processes are
+# killed afterwards), but with the user's files and the network in reach.
 # ----------------------------------------------------------------------------------------------------------------
 SANDBOX_UID_BASE = int(os.environ.get("VPD_SANDBOX_UID_BASE", "60100"))
 SANDBOX_SLOTS = 256
 OUTPUT_CAP = 64 * 1024          # bytes of stdout/stderr read back into memory
-_BASE_DIR = os.path.join(tempfile.gettempdir(), "vpd-sandbox")   # root-owned, 0711: slot locks and run dirs
-
-# The bootstrap runs as `python -I -S -c _BOOT CONFIG_JSON` with cwd = the run's directory (program in prog.py).
-_BOOT = r'''
-import ctypes, json, os, resource, sys
-cfg = json.loads(sys.argv[1])
-
-def mount(src, target, fstype, flags, data):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                  data.encode() if data else None) != 0:
-        raise OSError(ctypes.get_errno(), "mount " + target)
-
-def private_tmp():
-    """Fresh size-limited tmpfs on the shared writable dirs; the program runs in /tmp/run on it."""
-    with open("prog.py", "rb") as f:
-        program = f.read()
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d) and not os.path.islink(d):
-            mount("tmpfs", d, "tmpfs", 0x2 | 0x4, "size=%dm,mode=1777" % cfg["tmpfs_mb"])   # MS_NOSUID|MS_NODEV
-    os.mkdir("/tmp/run", 0o700)
-    with open("/tmp/run/prog.py", "wb") as f:
-        f.write(program)
-    if cfg["uid"] >= 0:
-        os.chown("/tmp/run", cfg["uid"], cfg["uid"])
-        os.chown("/tmp/run/prog.py", cfg["uid"], cfg["uid"])
-    os.chdir("/tmp/run")
-
-def expose(paths):
-    """Make the python installation reachable for the unprivileged uid when it lies under a closed dir (/root):
-    bind the closed dir aside, put a tmpfs over it and bind back only the entries python needs (read-only)."""
-    MS_BIND, MS_REC, MS_RDONLY, MS_REMOUNT = 0x1000, 0x4000, 0x1, 0x20
-    for closed, names in paths.items():
-        aside = "/tmp/.closed"
-        os.makedirs(aside, exist_ok=True)
-        mount(closed, aside, None, MS_BIND | MS_REC, None)
-        mount("tmpfs", closed, "tmpfs", 0x2 | 0x4, "size=1m,mode=755")
-        for name in names:
-            target = os.path.join(closed, name)
-            os.mkdir(target)
-            mount(os.path.join(aside, name), target, None, MS_BIND | MS_REC, None)
-            mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.umount2(aside.encode(), 2)                       # MNT_DETACH
-        os.rmdir(aside)
-
-def become_program():
-    lim = cfg["limits"]
-    for name, value in lim.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-    if cfg["uid"] >= 0:
-        os.setgroups([])
-        os.setgid(cfg["uid"])
-        os.setuid(cfg["uid"])
-    os.execve(cfg["python"], [cfg["python"], "-I", "prog.py"] + cfg["argv"], cfg["env"])
-
-if cfg["namespaces"]:
-    private_tmp()
-    expose(cfg["expose"])
-    pid = os.fork()
-    if pid == 0:
-        become_program()
-    while True:                                               # pid 1: reap everything, exit with the program
-        try:
-            child, status = os.wait()
-        except ChildProcessError:
-            os._exit(125)
-        if child == pid:
-            os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-else:
-    become_program()
-'''
+ALLOW_WEAK_SANDBOX = False      # vpd.py --unsafe-sandbox: accept weak mode where namespaces do not work
+_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_boot.py")
+_ETC = ("alternatives", "group", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
+        "passwd")
+_state: dict = {}               # computed once per process: mode, base dir, root layout, memory cgroup
+_state_lock = threading.Lock()
+_runs = iter(range(1 << 62))    # unique per-run cgroup names
 
 
 @dataclass
@@ -253,56 +188,112 @@ class SandboxResult:
         return self.status == "ok"
 
 
-_unshare_cache: dict = {}
-_unshare_lock = threading.Lock()
+def _base_dir() -> str:
+    """The trainer's own dir for slot locks, weak-mode run dirs and the empty mount point of the sandbox's root."""
+    uid = os.geteuid()
+    base = os.path.join(tempfile.gettempdir(), "vpd-sandbox" + (f"-{uid}" if uid else ""))
+    os.makedirs(os.path.join(base, "root"), mode=0o711, exist_ok=True)
+    if os.lstat(base).st_uid != uid or os.lstat(os.path.join(base, "root")).st_uid != uid:
+        raise TaskError(f"sandbox: {base} belongs to another user; remove it or set TMPDIR elsewhere")
+    return base
 
 
-def _unshare_prefix() -> list[str]:
-    """`unshare ...` argv prefix when namespaces work here (tested once, cached), else []."""
-    with _unshare_lock:
-        if "prefix" not in _unshare_cache:
-            prefix = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
-            if os.geteuid() != 0:
-                prefix.insert(1, "--map-root-user")
-            probe = (f"import ctypes; r = ctypes.CDLL(None).mount(b'tmpfs', b'{tempfile.gettempdir()}', b'tmpfs', 0, None)"
-                     "; raise SystemExit(r)")
-            try:
-                ok = shutil.which("unshare") is not None and os.environ.get("VPD_SANDBOX_NO_NAMESPACES") != "1" and \
-                    subprocess.run(prefix + [sys.executable, "-I", "-S", "-c", probe], capture_output=True,
-                                   timeout=20).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                ok = False
-            _unshare_cache["prefix"] = prefix if ok else []
-        return _unshare_cache["prefix"]
+def _root_layout() -> tuple[list[str], list[list[str]]]:
+    """(host paths bound read-only, [path, symlink target] pairs) that make up the sandbox's root: system dirs,
+    a few /etc files, device nodes, and the python installation (prefixes and every hop of the executable's links)."""
+    import site
+    binds, links = [], []
+    for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr"):
+        if os.path.islink(p):
+            links.append([p, os.readlink(p)])
+        elif os.path.isdir(p):
+            binds.append(p)
+    binds += [p for p in ("/etc/" + n for n in _ETC) if os.path.exists(p)]
+    binds += ["/dev/" + n for n in ("null", "zero", "full", "random", "urandom")]
+    wanted, p = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *site.getsitepackages()}, \
+        sys.executable
+    for _ in range(40):
+        wanted.add(os.path.dirname(p))
+        if not os.path.islink(p):
+            break
+        p = os.path.join(os.path.dirname(p), os.readlink(p))
+    covered = lambda q: any(q == b or q.startswith(b + "/") for b in binds + [l[0] for l in links])  # noqa: E731
+    for p in sorted({os.path.normpath(os.path.abspath(q)) for q in wanted}, key=len):
+        if os.path.isdir(p) and not covered(p) and not covered(os.path.realpath(p)):
+            binds.append(p)
+    return binds, links
 
 
-def _closed_ancestors(uid: int) -> dict[str, list[str]]:
-    """{closed dir: [child names]} on the way to the python installation that `uid` could not traverse."""
-    if uid < 0:
-        return {}
-    out: dict[str, list[str]] = {}
-    for path in {os.path.realpath(sys.executable), os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
-        parts = path.strip("/").split("/")
-        for i in range(len(parts) - 1):
-            d = "/" + "/".join(parts[:i + 1])
-            if not os.stat(d).st_mode & 0o001:
-                names = out.setdefault(d, [])
-                if parts[i + 1] not in names:
-                    names.append(parts[i + 1])
-                break
-    return out
+def _memory_cgroup() -> tuple[str, str, str] | None:
+    """(our memory cgroup dir, limit file, swap file) when per-run child cgroups can be made there, else None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if not controllers and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):          # v2
+                d, files = "/sys/fs/cgroup" + path, ("memory.max", "memory.swap.max")
+                with open(os.path.join(d, "cgroup.subtree_control")) as f:
+                    if "memory" not in f.read().split():
+                        return None
+            elif "memory" in controllers.split(","):                                               # v1
+                d, files = "/sys/fs/cgroup/memory" + path, ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+            else:
+                continue
+            for name in os.listdir(d):                        # left by trainers that were killed mid-run
+                if name.startswith("vpd-") and not os.path.exists("/proc/" + name.split("-")[1]):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(d, name))
+            probe = os.path.join(d, f"vpd-{os.getpid()}-probe")
+            os.mkdir(probe)
+            os.rmdir(probe)
+            return (d, *files)
+    except OSError:
+        pass
+    return None
+
+
+def _new_cgroup(memory_mb: int) -> str:
+    """A fresh memory cgroup for one run, limited to memory_mb (no swap); "" when cgroups are not available."""
+    if not _state["cgroup"]:
+        return ""
+    parent, limit_file, swap_file = _state["cgroup"]
+    d = os.path.join(parent, f"vpd-{os.getpid()}-{next(_runs)}")
+    os.mkdir(d)
+    for name, value in ((limit_file, memory_mb << 20), (swap_file, 0 if swap_file == "memory.swap.max" else
+                                                        memory_mb << 20)):
+        if os.path.exists(os.path.join(d, name)):
+            with open(os.path.join(d, name), "w") as f:
+                f.write(str(value))
+    return d
+
+
+def _close_cgroup(d: str) -> bool:
+    """Remove the run's (now empty) cgroup; True when the kernel's OOM killer killed a process in it."""
+    oom = False
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(d, name)) as f:
+                oom = oom or any(l.split()[0] == "oom_kill" and int(l.split()[1]) > 0 for l in f if l.strip())
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        os.rmdir(d)
+    return oom
 
 
 class _Slot:
     """An exclusive slot number (flock on a lock file, so exclusive across processes too) -> a private uid."""
 
+    def __init__(self, base: str):
+        self.base = base
+
     def __enter__(self):
-        os.makedirs(_BASE_DIR, mode=0o711, exist_ok=True)
         start = (os.getpid() * 7 + threading.get_ident()) % SANDBOX_SLOTS
         while True:
             for k in range(SANDBOX_SLOTS):
                 n = (start + k) % SANDBOX_SLOTS
-                fd = os.open(os.path.join(_BASE_DIR, f"slot-{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(os.path.join(self.base, f"slot-{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
@@ -317,7 +308,7 @@ class _Slot:
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid` (safe: the uid belongs to this run only)."""
+    """SIGKILL every process whose real uid is `uid` (weak mode as root: the uid belongs to this run only)."""
     for _ in range(3):
         found = False
         for entry in os.listdir("/proc"):
@@ -336,44 +327,24 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.01)
 
 
-def _remove_files_of(uid: int) -> None:
-    """Remove top-level entries owned by `uid` in the shared writable dirs (without namespaces they are real)."""
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            entries = os.listdir(d)
-        except OSError:
-            continue
-        for name in entries:
-            p = os.path.join(d, name)
-            try:
-                if os.lstat(p).st_uid != uid:
-                    continue
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    os.unlink(p)
-            except OSError:
-                pass
-
-
-def _read_capped(path: str, cap: int = OUTPUT_CAP) -> str:
-    with open(path, "rb") as f:
-        data = f.read(cap + 1)
+def _read_capped(f, cap: int = OUTPUT_CAP) -> str:
+    f.seek(0)
+    data = f.read(cap + 1)
     text = data[:cap].decode("utf-8", errors="replace")
     return text + ("\n[... output truncated ...]" if len(data) > cap else "")
 
 
-def _classify(returncode: int | None, timed_out: bool, stderr: str, via_init: bool) -> str:
+def _classify(returncode: int | None, timed_out: bool, stderr: str, oom: bool) -> str:
     if timed_out:
         return "time limit exceeded"
     if returncode == 0:
         return "ok"
-    sig = -returncode if returncode < 0 else (returncode - 128 if via_init and returncode > 128 else 0)
+    sig = returncode - 128 if returncode > 128 else 0        # the bootstrap reports a signal as 128 + its number
     if sig == signal.SIGXCPU:
         return "time limit exceeded"
     if sig == signal.SIGXFSZ or "File too large" in stderr[-2000:]:      # python ignores SIGXFSZ: EFBIG instead
         return "output limit exceeded"
-    if "MemoryError" in stderr[-2000:]:
+    if oom or "MemoryError" in stderr[-2000:]:
         return "memory limit exceeded"
     if sig:
         return f"killed by signal {signal.Signals(sig).name}" if sig in signal.Signals._value2member_map_ \
@@ -381,54 +352,95 @@ def _classify(returncode: int | None, timed_out: bool, stderr: str, via_init: bo
     return f"runtime error (exit code {returncode})"
 
 
+def sandbox_self_test() -> str:
+    """Run `print(6 * 7)` in the sandbox (once per process) and return the mode: "isolated", or "weak" when
+    namespaces do not work here and ALLOW_WEAK_SANDBOX accepts it. Otherwise a one-line TaskError."""
+    if "mode" in _state:
+        return _state["mode"]
+    with _state_lock:
+        if "mode" not in _state:
+            _state.update(base=_base_dir(), layout=_root_layout(), cgroup=_memory_cgroup() if os.geteuid() == 0
+                          else None)
+            why = "disabled by VPD_SANDBOX_NO_NAMESPACES=1" if os.environ.get("VPD_SANDBOX_NO_NAMESPACES") == "1" \
+                else _probe("isolated")
+            if why and not ALLOW_WEAK_SANDBOX:
+                raise TaskError(f"sandbox: untrusted code cannot be isolated here ({why}); allow unprivileged user "
+                                "namespaces (`unshare -Urmnpi true` must work), or accept weaker isolation (no "
+                                "hidden files, network reachable) with --unsafe-sandbox")
+            weak_why = _probe("weak") if why else ""
+            if weak_why:
+                raise TaskError(f"sandbox: even a trivial program does not run here ({weak_why}); "
+                                f"check that {sys.executable} is readable and executable")
+            if why:
+                print(f"warning: sandbox without namespaces ({why}): model code can read your files and reach the "
+                      "network (--unsafe-sandbox)", file=sys.stderr)
+            _state["mode"] = "weak" if why else "isolated"
+    return _state["mode"]
+
+
+def _probe(mode: str) -> str:
+    """"" when a trivial program runs and prints right in `mode`, else the reason in one line."""
+    try:
+        r = run_program("print(6 * 7)", timeout=30, _mode=mode)
+    except OSError as e:
+        return str(e)
+    return "" if r.ok and r.stdout == "42\n" else ((r.stderr.strip().splitlines() or [r.status])[-1])[:300]
+
+
 def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int = 1024, max_processes: int = 32,
-                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None) -> SandboxResult:
+                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None,
+                _mode: str = "") -> SandboxResult:
     """Run `code` as a python program in the sandbox described above; never raises for anything the program does."""
     t0 = time.monotonic()
-    with _Slot() as slot, tempfile.TemporaryDirectory(prefix="run-", dir=_BASE_DIR) as workdir:
-        uid = SANDBOX_UID_BASE + slot.number if os.geteuid() == 0 else -1
-        prefix = _unshare_prefix()
-        if uid >= 0 and not prefix and _closed_ancestors(uid):
-            raise TaskError(f"sandbox: {sys.executable} is not reachable by an unprivileged uid and `unshare` does not "
-                            "work here, so untrusted code would run as root; use a python outside /root or allow "
-                            "namespaces")
-        for name, text in (("prog.py", code), ("stdin.txt", stdin)):
-            with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        if uid >= 0:
-            for p in [workdir] + [os.path.join(workdir, n) for n in ("prog.py", "stdin.txt")]:
-                os.chown(p, uid, uid)
-        cfg = {
-            "namespaces": bool(prefix), "uid": uid, "python": sys.executable, "argv": list(argv or []),
-            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, "tmpfs_mb": 64,
-            "expose": _closed_ancestors(uid) if prefix else {},
-            "limits": {"RLIMIT_CPU": int(timeout) + 1, "RLIMIT_AS": memory_mb << 20, "RLIMIT_NPROC": max_processes,
-                       "RLIMIT_FSIZE": max_file_mb << 20, "RLIMIT_NOFILE": max_open_files, "RLIMIT_CORE": 0},
-        }
-        out_path, err_path = os.path.join(workdir, "stdout.txt"), os.path.join(workdir, "stderr.txt")
-        with open(os.path.join(workdir, "stdin.txt"), "rb") as fin, open(out_path, "wb") as fout, \
-                open(err_path, "wb") as ferr:
-            proc = subprocess.Popen(prefix + [sys.executable, "-I", "-S", "-c", _BOOT, json.dumps(cfg)],
-                                    stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=cfg["env"],
-                                    start_new_session=True, close_fds=True)
-            timed_out = False
+    mode, base, root = _mode or sandbox_self_test(), _state["base"], os.geteuid() == 0
+    with contextlib.ExitStack() as stack:
+        uid = SANDBOX_UID_BASE + stack.enter_context(_Slot(base)).number if root else -1
+        fin, fout, ferr, fsrc = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(4))
+        for f, text in ((fin, stdin), (fsrc, code)):
+            f.write(text.encode("utf-8", errors="replace"))
+            f.seek(0)
+        workdir = ""
+        if mode == "weak":
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="run-", dir=base,
+                                                                      ignore_cleanup_errors=True))
+            if root:
+                os.chown(workdir, uid, uid)
+        cgroup = _new_cgroup(memory_mb)
+        binds, links = _state["layout"]
+        cfg = {"parent": os.getpid(), "isolate": mode == "isolated", "root": os.path.join(base, "root"),
+               "workdir": workdir, "uid": uid, "python": sys.executable, "argv": list(argv or []),
+               "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, "tmpfs_mb": 64,
+               "source_fd": fsrc.fileno(), "cgroup": cgroup, "binds": binds, "links": links,
+               "limits": {"RLIMIT_CPU": int(timeout) + 1, "RLIMIT_AS": memory_mb << 20, "RLIMIT_NPROC": max_processes,
+                          "RLIMIT_FSIZE": max_file_mb << 20, "RLIMIT_NOFILE": max_open_files, "RLIMIT_CORE": 0}}
+        proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin, stdout=fout,
+                                stderr=ferr, pass_fds=(fsrc.fileno(),), cwd="/", env=cfg["env"],
+                                start_new_session=True)
+        expired = threading.Event()
+
+        def expire():              # the bootstrap kills the namespace and exits once every process in it is gone
+            expired.set()
+            os.kill(proc.pid, signal.SIGTERM)
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)   # not reaped yet: its group id stays ours
+        finally:
+            timer.cancel()
+            timer.join()
             try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-                if uid >= 0:
-                    _kill_uid(uid)
-                    _remove_files_of(uid)
-        stdout, stderr = _read_capped(out_path), _read_capped(err_path)
-        filled = max(os.path.getsize(out_path), os.path.getsize(err_path)) >= cfg["limits"]["RLIMIT_FSIZE"]
+                os.killpg(proc.pid, signal.SIGKILL)                    # weak mode: what is left of the group
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            if mode == "weak" and root:
+                _kill_uid(uid)
+            oom = _close_cgroup(cgroup) if cgroup else False
+        stdout, stderr = _read_capped(fout), _read_capped(ferr)
+        filled = max(os.fstat(fout.fileno()).st_size, os.fstat(ferr.fileno()).st_size) >= max_file_mb << 20
+    timed_out = expired.is_set()
     status = "output limit exceeded" if filled and not timed_out else \
-        _classify(proc.returncode, timed_out, stderr, via_init=bool(prefix))
+        _classify(proc.returncode, timed_out, stderr, oom)
     return SandboxResult(status, None if timed_out else proc.returncode, stdout, stderr, timed_out,
                          time.monotonic() - t0)
 
@@ -791,6 +803,7 @@ class CodeTask(Task):
     def __init__(self, dataset: str | None = None, timeout: float | None = None, workers: int | None = None):
         self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
         self.timeout, self.workers = timeout, workers
+        sandbox_self_test()           # a trivial program must run, isolated (or weak if allowed); else TaskError
 
     def load(self, split):
         _check_split(split)
@@ -1575,7 +1588,7 @@ def get_task(name: str, dataset: str | None = None) -> Task:
 
 
 def _bench_sandbox(n: int = 50) -> None:
-    mode = "namespaces" if _unshare_prefix() else "no namespaces"
+    mode = sandbox_self_test()
     t0 = time.monotonic()
     for _ in range(n):
         run_program("pass")
@@ -1584,7 +1597,8 @@ def _bench_sandbox(n: int = 50) -> None:
     results = run_many([{"code": "pass"}] * n)
     pooled = (time.monotonic() - t0) / n
     assert all(r.ok for r in results), results[0]
-    print(f"sandbox ({mode}, uid drop: {os.geteuid() == 0}, {os.cpu_count()} CPUs): `pass` x {n}: "
+    print(f"sandbox ({mode}, memory cgroup: {bool(_state['cgroup'])}, euid {os.geteuid()}, {os.cpu_count()} CPUs): "
+          f"`pass` x {n}: "
           f"{seq * 1000:.1f} ms/program sequential, {pooled * 1000:.1f} ms/program with the thread pool")
 
 

@@ -53,6 +53,8 @@ class Config:
     gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
     task: str = arg("code", "task: toy | code | science | math (tasks.py)")
     dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k); default: embedded", type=str)
+    unsafe_sandbox: bool = arg(False, "code task where namespaces do not work (some containers): run model code "
+                               "with weak isolation; it can then read your files and reach the network")
     algo: str = arg("vpd", "vpd | sdpo | grpo (VPD.md §7)", choices=["vpd", "sdpo", "grpo"])
     steps: int = arg(200, "training steps (one batch of rollouts each)")
     seed: int = arg(0, "random seed")
@@ -60,8 +62,8 @@ class Config:
     dtype: str = arg("auto", "compute dtype (autocast): auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16. "
                      "Weights and optimizer stay fp32", choices=["auto", "float32", "bfloat16", "float16"])
     output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device may change",
-                      type=str)
+    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device, "
+                      "--unsafe-sandbox may change", type=str)
     # sampling (§6)
     batch_prompts: int = arg(4, "B: prompts per step")
     group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
@@ -747,6 +749,7 @@ def health_warnings(recent: list[dict]) -> list[str]:
 def train(cfg: Config) -> str:
     validate(cfg)
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
+    tasks_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
     task = tasks_lib.get_task(cfg.task, cfg.dataset)
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
@@ -955,10 +958,10 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
     args = p.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if "resume" in given:   # the run's saved settings; only these may change
-        extra = sorted(set(given) - {"resume", "steps", "device"})
+        extra = sorted(set(given) - {"resume", "steps", "device", "unsafe_sandbox"})
         if extra:
-            raise UserError(f"--resume continues a run with its saved settings; only --steps and --device may be "
-                            f"given, not --{extra[0].replace('_', '-')}")
+            raise UserError("--resume continues a run with its saved settings; only --steps, --device and "
+                            f"--unsafe-sandbox may be given, not --{extra[0].replace('_', '-')}")
         return Config(**{**load_checkpoint(given["resume"])[1]["config"], **given}), args
     task = given.get("task", Config.task)
     return Config(**{**PRESETS.get(task, {}), **given}), args
