@@ -706,6 +706,7 @@ FEEDBACK_CAP = 1500
 _CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judge_child.py")
 _CHILD_SOURCE: list[str] = []
 RECORDS_CAP = 64 << 20           # bytes of test records read back
+VALUE_CAP = 8 << 20              # characters of one returned value's repr that the trainer will parse
 
 
 def _child_source() -> str:
@@ -787,13 +788,16 @@ def _grade(ex: dict, i: int, record: dict) -> tuple[bool, dict]:
         got = str(record.get("stdout", ""))
         return same_stdout(got, test["output"]), {"expected": _short(test["output"].strip()),
                                                   "got": _short(got.strip())}
+    want = judge_child.decode_plain(test["expected"]) if kind == "call" else json.loads(test["output"])
+    text = str(record.get("value"))
     try:
-        got = judge_child.decode_plain(str(record.get("value")))
+        if len(text) > VALUE_CAP:               # the trainer's memory is not the candidate's to spend
+            raise ValueError
+        got = judge_child.decode_plain(text)
         if kind == "functional":       # compared as LiveCodeBench does: after a JSON round trip (tuples -> lists)
             got = json.loads(json.dumps(got))
     except (ValueError, TypeError):
-        return False, {"expected": "", "got": _short(f"{str(record.get('value'))} (not plain data)")}
-    want = judge_child.decode_plain(test["expected"]) if kind == "call" else json.loads(test["output"])
+        return False, {"expected": _short(repr(want)), "got": _short(text) + " (not plain data)"}
     return _same(got, want), {"expected": _short(repr(want)), "got": _short(repr(got))}
 
 

@@ -559,6 +559,15 @@ def _forgeries(entry: str, stdio: bool) -> dict[str, list[str]]:
         "atexit": [fn(stdio_body, forged_lines + "import atexit\natexit.register(lambda: os.write(1, lines.encode()))\n"),
                    fn(stdio_body, forged_lines + "import atexit\natexit.register(lambda: os._exit(0))\n")],
     }
+    out["reach_judge"] = [fn(stdio_body, count + "import os\nforged = ''.join('{\"i\": %d, \"ok\": true}\\n' % i"
+                                              " for i in range(n)).encode()\n"
+                                              "for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+                                              "    for fd in range(64):\n        try:\n"
+                                              "            link = os.readlink(f'/proc/{pid}/fd/{fd}')\n"
+                                              "            if 'pipe:' in link or 'deleted' in link:\n"
+                                              "                w = os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY)\n"
+                                              "                os.write(w, forged)\n"
+                                              "        except OSError:\n            pass\n")]
     for kind, find in _FIND.items():
         look = ("r = _NO\n    for s in _sources():\n        r = _oracle(s, args, {stdin})\n"
                 "        if r is not _NO:\n            break\n    ")
