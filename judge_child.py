@@ -140,7 +140,7 @@ def run_tests(spec: dict, rec: int) -> None:
         if spec["kind"] == "stdio":
             ns = {"__name__": "__main__"}
             run_source(spec["setup"], "setup.py", ns)     # the import prelude, once; each test re-runs the code
-            linecache.cache["solution.py"] = (0, None, spec["code"].splitlines(True), "solution.py")
+            linecache.cache["solution.py"] = (len(spec["code"]), None, spec["code"].splitlines(True), "solution.py")
             program = compile(spec["code"], "solution.py", "exec")
         else:
             ns = load(spec)
