@@ -398,13 +398,13 @@ def test_lone_success_without_feedback_is_masked_out():
     assert vpd.teacher_text("P", *ctx[1], 100) is not None
 
 
-def test_eos_ids_tiny(tiny):
+def test_stop_ids_tiny(tiny):
     model, tok = tiny
-    ids = vpd.eos_ids(model, tok)
+    ids = vpd.stop_ids(model, tok)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     eot = tok.convert_tokens_to_ids("<|endoftext|>")
     assert im_end != eot
-    assert set(ids) == {im_end, eot}
+    assert ids == [im_end, eot]                   # the template's end of turn first, then the other EOS ids
     assert tok.pad_token_id in ids and tok.pad_token_id != tok.eos_token_id
 
 
@@ -730,6 +730,12 @@ def test_cli_run(cli_runs, name):
         assert any(f.endswith(".safetensors") for f in os.listdir(os.path.join(ck, extra)))
     st = torch.load(os.path.join(ck, "trainer_state.pt"), weights_only=False)
     assert st["state"]["step"] == 2 and st["config"]["algo"] == algo
+    # the E-step steps its own AdamW: 2 M-steps in one optimizer, 2 E-steps (--e-every 1) in the other
+    assert {s["step"].item() for s in st["optimizer"]["state"].values()} == {2.0}
+    if algo == "vpd":
+        assert {s["step"].item() for s in st["e_optimizer"]["state"].values()} == {2.0}
+    else:
+        assert st["e_optimizer"] is None
 
 
 def _same(a, b):

@@ -405,7 +405,8 @@ def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, in
 def adapt_beta(beta: float, kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
     """Adaptive trust region (this project's reading of 'adaptive', PPO-style): a larger beta_E makes the BCO loss
     saturate closer to the prior, so raise it when the measured per-token KL overshoots the target, lower it when
-    the KL undershoots."""
+    the KL undershoots. (A larger beta_E also scales the E-step's gradient up, but the E-step's own AdamW divides
+    that scale out: measured, a larger beta_E leaves the teacher closer to the student; README.)"""
     if kl_value > target * tolerance:
         return beta * rate
     if kl_value < target / tolerance:
@@ -852,7 +853,7 @@ def train(cfg: Config) -> str:
         ckpt, saved = resume
         state = saved["state"]
         opt.load_state_dict(saved["optimizer"])
-        if e_opt is not None:
+        if e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
             e_opt.load_state_dict(saved["e_optimizer"])
         for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
             if m is not None:
