@@ -104,7 +104,7 @@ class Config:
     e_buffer: str = arg("all", "E-step data: all rollouts since the last E-step, or only the last batch "
                         "(reconstructed)", choices=["all", "last"])
     # baselines (§7)
-    teacher: str = arg("ema", "SDPO teacher: live (shared weights) | ema | base (frozen initial)",
+    teacher: str = arg("ema", "SDPO teacher (--algo sdpo only): live (shared weights) | ema | base (frozen initial)",
                        choices=["live", "ema", "base"])
     ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
     grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
