@@ -1357,7 +1357,8 @@ def test_end_of_turn_ids_other_template_styles(tiny):
     tok.chat_template = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                          "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")
     assert vpd.end_of_turn_ids(tok) == [eot]
-    tok.chat_template = ("{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}"
+    tok.chat_template = ("{% for m in messages %}<start_of_turn>"
+                         "{{ 'model' if m['role'] == 'assistant' else m['role'] }}"
                          "\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}")
     assert vpd.end_of_turn_ids(tok) == [end_of_turn]
     tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n\n{% endfor %}"
@@ -1399,7 +1400,8 @@ def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
     rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos)
     assert [r.text for r in rollouts] == [right, wrong, right, wrong]
     assert [r.success for r in rollouts] == [True, False, True, False]
-    assert "<think>" not in rollouts[1].teacher_prompt and f"Correct solution:\n\n{right}\n" in rollouts[1].teacher_prompt
+    assert "<think>" not in rollouts[1].teacher_prompt
+    assert f"Correct solution:\n\n{right}\n" in rollouts[1].teacher_prompt
     assert rollouts[0].completion_ids == ids[0]                         # the model is still trained on its thinking
 
 
