@@ -1505,3 +1505,22 @@ def test_larger_e_beta_keeps_teacher_closer_to_student():
     lo, _ = _m_e_loop(0.1, 10)
     assert hi[0] == pytest.approx(lo[0], rel=1e-6)                      # same start
     assert sum(hi[-3:]) < sum(lo[-3:]) / 4, (hi, lo)
+
+
+def test_code_task_refuses_weak_sandbox_unless_unsafe_sandbox(tmp_path, monkeypatch):
+    """Where namespaces do not work the code task stops with one line naming --unsafe-sandbox; with the flag it runs
+    (weakly isolated, with a warning). VPD_SANDBOX_NO_NAMESPACES=1 simulates such a machine."""
+    monkeypatch.setenv("VPD_SANDBOX_NO_NAMESPACES", "1")
+    base = ("--task", "code", "--model", "tiny", "--steps", 0)
+    refused = _cli(*base, "--output-dir", tmp_path / "a")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: sandbox: untrusted code cannot be isolated here") and "--unsafe-sandbox" in line
+    allowed = _cli(*base, "--unsafe-sandbox", "--output-dir", tmp_path / "b")
+    assert "cannot be isolated" not in allowed.stderr                  # the flag got past the refusal
+    if allowed.returncode == 2:     # weak mode as root runs the program as another uid: a python under /root fails
+        (line,) = allowed.stderr.strip().splitlines()[-1:]
+        assert "even a trivial program does not run here" in line and "Permission denied" in line, line
+    else:
+        assert allowed.returncode == 0, allowed.stderr[-2000:]
+        assert "warning: sandbox without namespaces" in allowed.stderr
