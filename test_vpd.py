@@ -1034,25 +1034,6 @@ def test_backward_by_chunks_equals_one_backward_hand_made():
     assert sums["nonfinite"] == 1 and all(p.grad is None for p in body.parameters())
 
 
-def test_chunked_checkpoint_equals_whole_hand_made():
-    """chunked() under autograd (activation checkpointing per chunk): same values and gradients as fn on the whole
-    tensors; without grad it just maps fn."""
-    head, body, x, y = _head_and_backbone(seed=1)
-    fn = lambda h, t: vpd.token_logprobs(head(h), t)   # noqa: E731
-    chunks = [slice(0, 2), slice(2, 5), slice(5, 7)]
-    h = body(x)
-    got = torch.cat(vpd.chunked(fn, chunks, h, y), 1)
-    want = fn(body(x), y)
-    assert torch.allclose(got, want, rtol=1e-12)
-    w = torch.randn(got.shape, generator=torch.Generator().manual_seed(2), dtype=D)
-    g_got = torch.autograd.grad((got * w).sum(), [*body.parameters(), head.weight])
-    g_want = torch.autograd.grad((want * w).sum(), [*body.parameters(), head.weight])
-    for a, b in zip(g_got, g_want):
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
-    with torch.no_grad():
-        assert torch.equal(torch.cat(vpd.chunked(fn, chunks, h, y), 1), got.detach())
-
-
 def _lm_head_positions(model):
     """Records the number of positions of every LM head call (the second dim of its input)."""
     seen = []

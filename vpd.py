@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 import tasks as tasks_lib
 
@@ -562,24 +561,12 @@ def vocab_size(model) -> int:
     return model.get_output_embeddings().weight.shape[0]
 
 
-def chunked(fn, chunks: list[slice], *tensors):
-    """[fn(*(x[:, c] for x in tensors)) for c in chunks]. When autograd records, each chunk runs under activation
-    checkpointing: its full-vocabulary tensors are freed after the forward and recomputed in the backward, so at most
-    one chunk's [n, c, V] logits exist at a time (None entries of tensors are passed through)."""
-    def part(x, c):
-        return x[:, c] if isinstance(x, torch.Tensor) else x
-    if not torch.is_grad_enabled():
-        return [fn(*(part(x, c) for x in tensors)) for c in chunks]
-    return [checkpoint(fn, *(part(x, c) for x in tensors), use_reentrant=False) for c in chunks]
-
-
 def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float,
                         chunk_mb: float) -> torch.Tensor:
-    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], the LM head applied
-    chunk by chunk (token_logprobs on each chunk)."""
-    def chunk_logprobs(h_c, y_c):
-        return token_logprobs(head_logits(model, h_c, temperature), y_c)
-    return torch.cat(chunked(chunk_logprobs, position_chunks(*comp.shape, vocab_size(model), chunk_mb), h, comp), 1)
+    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], token_logprobs on
+    one chunk of positions at a time. Used without grad: a loss backpropagates through backward_by_chunks."""
+    return torch.cat([token_logprobs(head_logits(model, h[:, c], temperature), comp[:, c])
+                      for c in position_chunks(*comp.shape, vocab_size(model), chunk_mb)], 1)
 
 
 ENTROPY_STRIDE = 8   # the entropy metric reads every 8th completion position (a full softmax costs as much as a loss)
@@ -677,6 +664,8 @@ def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: d
 # ================================================================================================================
 def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: int) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
+    log q is first computed without grad, chunk by chunk; the gradient g_i = dL_E/d log q(y_i|x_i,C_i) of each
+    rollout then weights a second, chunked pass: d/dtheta sum_i g_i log q(y_i|...) = dL_E/dtheta (chain rule).
     Updates nothing else: the caller steps the optimizer, then delta and beta_E (update_e_state)."""
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
@@ -685,17 +674,29 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: i
     rewards, succ, kls, ntok = [], [], 0.0, 0
     for mb in micro_batches(rows, cfg.micro_batch):
         comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
-        logq_t = completion_logprobs(model, completion_hidden(model, [r.teacher_ids for r in mb], comp, pad), comp,
-                                     cfg.temperature, cfg.logit_chunk)
+        h_q = completion_hidden(model, [r.teacher_ids for r in mb], comp, pad)
         with torch.no_grad():
+            logq_t = completion_logprobs(model, h_q, comp, cfg.temperature, cfg.logit_chunk)
             logp_t = completion_logprobs(prior, completion_hidden(prior, [r.prompt_ids for r in mb], comp, pad),
                                          comp, cfg.temperature, cfg.logit_chunk)
         s = torch.tensor([float(r.success) for r in mb], device=comp.device)
-        loss, r_tilde = bco_loss((logq_t * mask).sum(1), (logp_t * mask).sum(1), s, state["beta"], state["delta"])
-        backward(loss * len(mb) / len(rows), sums)
+        logq = (logq_t * mask).sum(1).requires_grad_()
+        loss, r_tilde = bco_loss(logq, (logp_t * mask).sum(1), s, state["beta"], state["delta"])
+        loss = loss * len(mb) / len(rows)
+        g = torch.autograd.grad(loss, logq)[0]    # dL_E / d log q(y_i|x_i,C_i), one number per rollout
+
+        def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
+            return (g[:, None] * token_logprobs(head_logits(model, h_c, cfg.temperature), comp[:, c])
+                    * mask[:, c]).sum()
+        part = {"loss": 0.0, "nonfinite": 0}
+        backward_by_chunks(h_q, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), part)
+        if part["nonfinite"] or not torch.isfinite(loss):
+            sums["nonfinite"] += 1
+        else:
+            sums["loss"] += loss.item()
         rewards.append(r_tilde)
         succ.append(s)
-        kls += (kl_k3(logp_t, logq_t.detach()) * mask).sum().item()
+        kls += (kl_k3(logp_t, logq_t) * mask).sum().item()
         ntok += int(mask.sum())
     r_all, s_all = torch.cat(rewards), torch.cat(succ).bool()
     margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
@@ -758,8 +759,7 @@ def warmup(model, tok, task, cfg: Config, eos) -> float:
             prompts.append(chat_ids(tok, text, task.system))
             targets.append(tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
         comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
-        logp = completion_logprobs(model, completion_hidden(model, prompts, comp, tok.pad_token_id), comp, 1.0,
-                                   cfg.logit_chunk)
+        logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id), comp)
         batch_loss = -(logp * mask).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
         batch_loss.backward()
