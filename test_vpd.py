@@ -1117,3 +1117,10 @@ def test_check_head_refuses_logits_that_are_not_the_head_of_the_last_hidden_stat
     model.forward = lambda **kw: type("Out", (), {"logits": 2 * forward(**kw).logits})()   # a logit scale
     with pytest.raises(vpd.UserError, match="not supported by the chunked losses"):
         vpd.check_head(model)
+
+
+def test_toy_preset_trains_the_e_step_on_the_last_batch():
+    cfg, _ = vpd.parse_args(["--task", "toy"])
+    assert cfg.e_buffer == "last"
+    assert vpd.parse_args(["--task", "toy", "--e-buffer", "all"])[0].e_buffer == "all"   # the flag wins
+    assert vpd.parse_args(["--task", "code"])[0].e_buffer == "all"

@@ -13,14 +13,14 @@ vpd.optimizer_step, vpd.ema_update), so the numbers are those of the real code p
 --new-tokens (min_new_tokens = max_new_tokens, so EOS ids are suppressed) and the rollouts get synthetic rewards (half
 of each group succeeds) and random teacher prompts, so every row takes part in every phase: sizes are fixed.
 
-Memory. CUDA: torch.cuda.max_memory_allocated, with the peak counter read and reset at every phase boundary (so
-nested phases each get their own peak). CPU: resident set size (VmRSS of /proc/self/statm) sampled every
---rss-interval-ms by a background thread while a phase runs, plus a reading at each boundary; a phase's peak is the
-largest sample, and "delta" is that peak minus the reading at the phase's start. "CPU s" is the process's CPU time
-during the phase (all threads; less sensitive than seconds to other jobs on a shared machine). Tensors that live shorter than the
-sampling interval can be missed; the big logits tensors live far longer. glibc returns freed allocations >= 32 MB to
-the OS immediately and malloc_trim(0) is called between phases, so the readings do not keep stale heap.
-ru_maxrss (the process-wide peak, never reset) is printed at the end as a cross-check.
+Memory. CUDA: torch.cuda.max_memory_allocated, with the peak counter read and reset at every phase boundary (so nested
+phases each get their own peak). CPU: resident set size (VmRSS of /proc/self/statm) sampled every --rss-interval-ms by
+a background thread while a phase runs, plus a reading at each boundary; a phase's peak is the largest sample, and
+"delta" is that peak minus the reading at the phase's start. "CPU s" is the process's CPU time during the phase (all
+threads; less sensitive than seconds to other jobs on a shared machine). Tensors that live shorter than the sampling
+interval can be missed; the big logits tensors live far longer. glibc returns freed allocations >= 32 MB to the OS
+immediately and malloc_trim(0) is called between phases, so the readings do not keep stale heap. ru_maxrss (the
+process-wide peak, never reset) is printed at the end as a cross-check.
 """
 from __future__ import annotations
 
