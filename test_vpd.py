@@ -778,6 +778,7 @@ BAD = {"unknown-task": ["--task", "nope"],
        "alpha-2": ["--task", "toy", "--alpha", "2"],
        "bad-feedback": ["--task", "toy", "--feedback", "env,bogus"],
        "bad-algo": ["--algo", "foo"],
+       "logit-chunk-0": ["--task", "toy", "--logit-chunk", "0"],
        "plot-missing": ["--plot", "/nonexistent"]}
 
 
@@ -989,7 +990,8 @@ def test_memory_bounded_m_step_equals_naive_full_vocab_loss_float64(tiny, alpha,
     vocab = base.config.vocab_size
     cfg = vpd.Config(model="tiny", micro_batch=2, alpha=alpha, temperature=0.7,
                      support="full" if support == "full" else "topk", topk=vocab, tail=True)
-    out, grads = _m_grads(base, rows, cfg, pad)
+    out, grads = _m_grads(base, rows, cfg, pad)                                      # one chunk per micro-batch
+    out1, grads1 = _m_grads(base, rows, dataclasses.replace(cfg, logit_chunk=1e-9), pad)   # one position per chunk
 
     naive = copy.deepcopy(base).train()
     naive.zero_grad(set_to_none=True)
@@ -1013,9 +1015,10 @@ def test_memory_bounded_m_step_equals_naive_full_vocab_loss_float64(tiny, alpha,
             d = 0.5 * (ps * (s_lp - m_lp)).sum(-1) + 0.5 * (pt * (t_lp - m_lp)).sum(-1)
         loss = loss + d.sum() / n_tok
     loss.backward()
-    assert out["M/loss"] == pytest.approx(loss.item(), rel=1e-9, abs=1e-12)
-    for name, p in naive.named_parameters():
-        assert torch.allclose(grads[name], p.grad, rtol=1e-7, atol=1e-10), name
+    for o, g in ((out, grads), (out1, grads1)):
+        assert o["M/loss"] == pytest.approx(loss.item(), rel=1e-9, abs=1e-12)
+        for name, p in naive.named_parameters():
+            assert torch.allclose(g[name], p.grad, rtol=1e-7, atol=1e-10), name
 
 
 # ================================================================================================================
@@ -1524,3 +1527,144 @@ def test_code_task_refuses_weak_sandbox_unless_unsafe_sandbox(tmp_path, monkeypa
     else:
         assert allowed.returncode == 0, allowed.stderr[-2000:]
         assert "warning: sandbox without namespaces" in allowed.stderr
+
+
+# ================================================================================================================
+# Chunked LM head: the losses over chunks of completion positions equal the unchunked ones
+# ================================================================================================================
+def test_position_chunks_exact_slices():
+    mb_for = lambda step, rows, vocab: step * 4 * vocab * rows / 2 ** 20   # noqa: E731  (chunk_mb giving `step`)
+    assert vpd.position_chunks(4, 10, 1024, mb_for(3, 4, 1024)) == [slice(0, 3), slice(3, 6), slice(6, 9),
+                                                                     slice(9, 10)]
+    assert vpd.position_chunks(2, 3, 1024, 1e-9) == [slice(0, 1), slice(1, 2), slice(2, 3)]   # >= 1 position
+    assert vpd.position_chunks(2, 5, 1024, 100.0) == [slice(0, 5)]
+    # the default: 41 tokens of a 151,936 vocabulary = 10 positions of 4 rows
+    assert vpd.position_chunks(4, 25, 151936, vpd.Config.logit_chunk)[0] == slice(0, 10)
+
+
+def _head_and_backbone(seed=0, n=3, T=7, H=5, V=11):
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(H, V, bias=False).double()
+    body = torch.nn.Linear(H, H).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(V, H, generator=g, dtype=D))
+    x = torch.randn(n, T, H, generator=g, dtype=D)
+    y = torch.randint(0, V, (n, T), generator=g)
+    return head, body, x, y
+
+
+def test_backward_by_chunks_equals_one_backward_hand_made():
+    """sum over chunks, each backpropagated at once into the head and a detached h, then dL/dh through the backbone:
+    the same loss and gradients as one backward of the whole [n, T, V] loss."""
+    head, body, x, y = _head_and_backbone()
+    w = torch.linspace(-1, 1, x.shape[1], dtype=D)
+    loss_fn = lambda h, c: -(vpd.token_logprobs(head(h), y[:, c]) * w[c]).sum()   # noqa: E731
+
+    body.zero_grad(), head.zero_grad()
+    want = loss_fn(body(x), slice(None))
+    want.backward()
+    ref = [p.grad.clone() for p in (*body.parameters(), *head.parameters())]
+    body.zero_grad(), head.zero_grad()
+    sums = {"loss": 0.0, "nonfinite": 0}
+    chunks = [slice(0, 3), slice(3, 4), slice(4, 7)]
+    got = vpd.backward_by_chunks(body(x), loss_fn, chunks, sums)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12) and sums["loss"] == pytest.approx(want.item())
+    for a, b in zip(ref, (p.grad for p in (*body.parameters(), *head.parameters()))):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # a NaN chunk: counted, the backbone gets no gradient
+    body.zero_grad(), head.zero_grad()
+    nan_fn = lambda h, c: loss_fn(h, c) * (float("nan") if c.start == 3 else 1.0)   # noqa: E731
+    assert math.isnan(vpd.backward_by_chunks(body(x), nan_fn, chunks, sums).item())
+    assert sums["nonfinite"] == 1 and all(p.grad is None for p in body.parameters())
+
+
+def _lm_head_positions(model):
+    """Records the number of positions of every LM head call (the second dim of its input)."""
+    seen = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[1]))
+    return seen, handle
+
+
+@pytest.mark.parametrize("step", ["m", "e", "grpo"])
+def test_steps_chunked_equal_unchunked_and_head_sees_one_chunk(tiny, step):
+    """m_step, e_step, grpo_step with one position per chunk: the same metrics and gradients as one chunk per
+    micro-batch, and the LM head never sees more than one position at a time."""
+    base, tok = tiny
+    base = _perturbed_copy(base, seed=13, scale=0.1).double()
+    pad = tok.pad_token_id
+    rows = _rows(tok, tok.eos_token_id)[:4]
+    for r, rew in zip(rows, [1.0, 0.0, 0.0, 1.0]):
+        r.reward, r.success = rew, rew == 1.0
+    cfg = vpd.Config(model="tiny", micro_batch=2, group_size=2, support="topk", topk=5, alpha=0.5, temperature=0.8,
+                     grpo_std=False)
+
+    def run(c):
+        model = copy.deepcopy(base)
+        model.zero_grad(set_to_none=True)
+        seen, handle = _lm_head_positions(model)
+        if step == "m":
+            out = vpd.m_step(model, model, rows, c, pad)
+        elif step == "e":
+            out = vpd.e_step(model, model, rows, c, {"beta": 0.5, "delta": 0.1}, pad)
+        else:
+            out = vpd.grpo_step(model, rows, c, pad)
+        handle.remove()
+        return out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, seen
+
+    whole, g_whole, seen_whole = run(cfg)
+    small, g_small, seen_small = run(dataclasses.replace(cfg, logit_chunk=1e-9))
+    assert max(seen_whole) > 1 and max(seen_small) == 1
+    assert whole.keys() == small.keys()
+    for k in whole:
+        assert small[k] == pytest.approx(whole[k], rel=1e-10, abs=1e-12, nan_ok=True), k
+    assert g_whole.keys() == g_small.keys() and g_whole
+    for n in g_whole:
+        assert torch.allclose(g_whole[n], g_small[n], rtol=1e-8, atol=1e-12), n
+
+
+def test_student_entropy_is_the_mean_over_every_8th_position(tiny):
+    """The entropy metric (m_step and grpo_step) = mean of H(pi(.|x, y<t)) over the completion positions
+    t = 0, 8, 16, ... inside each row's mask, whatever the chunking."""
+    base, tok = tiny
+    model = _perturbed_copy(base, seed=17, scale=0.3)
+    pad = tok.pad_token_id
+    p1, p2 = vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "Q 3 =")
+    c1 = tok("The answer is (A) (B) (C) (D) 12 apples cost 3", add_special_tokens=False)["input_ids"][:19]
+    c2 = list(range(20, 29))
+    assert len(c1) == 19 and len(c2) == 9
+    rows = [vpd.Rollout(p1, c1, "", True, 1.0, True, "fb", p2 + p1, "t"),
+            vpd.Rollout(p2, c2, "", True, 0.0, False, "fb", p1 + p2, "t")]
+    ents = []
+    with torch.no_grad():
+        for r in rows:
+            z = vpd.completion_logits(model, [r.prompt_ids], torch.tensor([r.completion_ids]), 1.0, pad)[0].double()
+            p = z.softmax(-1)
+            ents.append(-(p * p.log()).sum(-1))
+    sampled = [e.item() for h in ents for e in h[::8]]       # c1: t = 0, 8, 16; c2: t = 0, 8
+    assert len(sampled) == 5
+    want, n = sum(sampled), len(sampled)
+    every = torch.cat(ents).mean().item()
+    assert abs(every - want / n) > 1e-3 * every               # reading all positions would fail the test
+    for chunk in (vpd.Config.logit_chunk, 3 * 4 * 2 * model.config.vocab_size / 2 ** 20):   # whole / 3 positions
+        cfg = vpd.Config(model="tiny", micro_batch=2, group_size=2, support="full", logit_chunk=chunk)
+        m = vpd.m_step(copy.deepcopy(model), model, rows, cfg, pad)
+        g = vpd.grpo_step(copy.deepcopy(model), rows, cfg, pad)
+        assert m["student_entropy"] == pytest.approx(want / n, rel=1e-5)
+        assert g["student_entropy"] == pytest.approx(want / n, rel=1e-5)
+
+
+def test_check_head_refuses_logits_that_are_not_the_head_of_the_last_hidden_state(tiny):
+    base, _ = tiny
+    vpd.check_head(base)                                  # Qwen2: logits = lm_head(norm(last hidden state))
+    model = copy.deepcopy(base)
+    forward = model.forward
+    model.forward = lambda **kw: type("Out", (), {"logits": 2 * forward(**kw).logits})()   # a logit scale
+    with pytest.raises(vpd.UserError, match="not supported by the chunked losses"):
+        vpd.check_head(model)
+
+
+def test_toy_preset_trains_the_e_step_on_the_last_batch():
+    cfg, _ = vpd.parse_args(["--task", "toy"])
+    assert cfg.e_buffer == "last"
+    assert vpd.parse_args(["--task", "toy", "--e-buffer", "all"])[0].e_buffer == "all"   # the flag wins
+    assert vpd.parse_args(["--task", "code"])[0].e_buffer == "all"

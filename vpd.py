@@ -90,6 +90,10 @@ class Config:
     topk: int = arg(20, "k for --support topk (SDPO: 20 code, 100 science)")
     tail: bool = arg(True, "top-k: add the tail bucket log(1 - sum p_topk) (else renormalise top-k)")
     micro_batch: int = arg(4, "sequences per forward/backward (memory); the loss is normalised over the whole batch")
+    logit_chunk: float = arg(24.0, "MB of fp32 full-vocabulary logits per chunk: the LM head and the losses run over "
+                             "chunks of completion positions (24 MB = 41 tokens of a 151,936 vocabulary; on CPU, "
+                             "chunks under glibc's 32 MB mmap threshold are reused instead of page-faulted; on a GPU "
+                             "a larger chunk, e.g. 512, is faster)")
     max_grad_norm: float = arg(1.0, "gradient clipping")
     grad_checkpointing: bool = arg(False, "activation checkpointing (less memory, ~30% slower)")
     # E-step (§4)
@@ -126,7 +130,7 @@ class Config:
 PRESETS = {  # task-specific defaults; anything given on the command line wins
     "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, support="full", max_new_tokens=4, batch_prompts=16,
                 group_size=8, feedback="env", warmup_steps=200, steps=200, eval_every=10, eval_prompts=20,
-                save_every=1000, micro_batch=32),
+                save_every=1000, micro_batch=32, e_buffer="last"),
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
@@ -137,7 +141,9 @@ PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on
                "§10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops reading feedback "
                "and the student plateaus near 0.8) and --support full (with the student's top-k, a student whose "
                "mass sits on non-digit tokens never sees the teacher's digit except in the tail bucket, and stays "
-               "at chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support).")
+               "at chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support), "
+               "--e-buffer last (the E-step, VPD's main cost on the toy, trains on the last 128 rollouts instead of "
+               "640; 3 seeds still reach held-out pass@1 1.00).")
 FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 SHORT_NAMES = {
@@ -162,6 +168,7 @@ def validate(cfg: Config) -> None:
         (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
         (cfg.topk >= 1, "--topk must be >= 1"),
         (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
+        (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
         (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
         (cfg.e_beta > 0, "--e-beta must be > 0"),
         (cfg.e_beta_target_kl is None or cfg.e_beta_target_kl > 0, "--e-beta-target-kl must be > 0"),
@@ -554,20 +561,74 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
 
 
 # ================================================================================================================
-# Forward passes on completion positions only (memory: never the whole batch's full-vocabulary log-softmax)
+# Forward passes on completion positions only (memory: never a [n, T, V] tensor of a whole micro-batch)
 # ================================================================================================================
-def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int):
-    """Logits / temperature predicting each completion token: [n, T, V]. Prompts are left-padded, completions
-    right-padded, so completion tokens sit at the same positions in every row and only T+1 positions get logits."""
+def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: int) -> torch.Tensor:
+    """Final hidden states predicting each completion token: [n, T, H], from the backbone alone (the LM head is
+    applied later, a chunk of positions at a time). Prompts are left-padded, completions right-padded, so completion
+    tokens sit at the same positions in every row."""
     ids, mask = pad_left(prompts, pad, comp.device)
     full = torch.cat([ids, comp], 1)
     attn = torch.cat([mask, torch.ones_like(comp)], 1)
     pos = (attn.cumsum(1) - 1).clamp(min=0)
     with autocast(comp.device):
-        out = model(input_ids=full, attention_mask=attn, position_ids=pos, logits_to_keep=comp.shape[1] + 1,
-                    use_cache=False)
-    logits = out.logits[:, :-1]
-    return logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature   # bf16 -> fp32, fp64 kept
+        h = model.get_decoder()(input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False)
+    return h.last_hidden_state[:, -comp.shape[1] - 1:-1]
+
+
+def head_logits(model, h: torch.Tensor, temperature: float) -> torch.Tensor:
+    """z / temperature = LM head(h) / temperature, in fp32 (bf16 -> fp32, fp64 kept)."""
+    with autocast(h.device):
+        logits = model.get_output_embeddings()(h)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return logits / temperature if temperature != 1 else logits
+
+
+def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int):
+    """Logits / temperature predicting each completion token: [n, T, V] (tests, warm-up; the losses use chunks)."""
+    return head_logits(model, completion_hidden(model, prompts, comp, pad), temperature)
+
+
+def check_head(model) -> None:
+    """The chunked losses rebuild the logits as LM head(backbone(x)); refuse a model whose forward does more (logit
+    soft-capping, scaling), checked once on a short input."""
+    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
+    with torch.no_grad():
+        with autocast(ids.device):
+            want = model(input_ids=ids, use_cache=False).logits.float()
+            h = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+        got = head_logits(model, h, 1.0)
+    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
+        raise UserError(f"{type(model).__name__}'s logits are not LM head(final hidden state) (soft-capping or "
+                        "scaling?): this model is not supported by the chunked losses")
+
+
+def position_chunks(n_rows: int, T: int, vocab: int, chunk_mb: float) -> list[slice]:
+    """Slices of the T completion positions such that n_rows x positions x vocab fp32 logits take <= chunk_mb MB
+    (at least one position per chunk)."""
+    step = max(1, int(chunk_mb * 2 ** 20) // (4 * vocab * max(n_rows, 1)))
+    return [slice(i, min(i + step, T)) for i in range(0, T, step)]
+
+
+def vocab_size(model) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float,
+                        chunk_mb: float) -> torch.Tensor:
+    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], token_logprobs on
+    one chunk of positions at a time. Used without grad: a loss backpropagates through backward_by_chunks."""
+    return torch.cat([token_logprobs(head_logits(model, h[:, c], temperature), comp[:, c])
+                      for c in position_chunks(*comp.shape, vocab_size(model), chunk_mb)], 1)
+
+
+ENTROPY_STRIDE = 8   # the entropy metric reads every 8th completion position (a full softmax costs as much as a loss)
+
+
+def entropy_positions(x: torch.Tensor, start: int) -> torch.Tensor:
+    """The entries of x (dim 1 = completion positions start, start+1, ...) at positions t with t % ENTROPY_STRIDE == 0:
+    where the student_entropy metric is read."""
+    return x[:, (-start) % ENTROPY_STRIDE::ENTROPY_STRIDE]
 
 
 _AMP = {"dtype": None}   # the compute dtype, set once by train() from --dtype
@@ -590,25 +651,34 @@ def micro_batches(rows: list, size: int):
 # ================================================================================================================
 def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
     """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)).
-    The teacher pass runs without grad; the top-k support is the student's. Returns metrics."""
+    The teacher pass runs without grad; the top-k support is the student's. The loss is a sum over completion
+    positions, so it is computed and backpropagated a chunk of positions at a time (backward_by_chunks). Returns
+    metrics."""
     rows = [r for r in rollouts if r.teacher_ids is not None]
     total = sum(len(r.completion_ids) for r in rows)
-    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "nonfinite": 0}
+    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
     for mb in micro_batches(rows, cfg.micro_batch):
         comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
-        s_logits = completion_logits(model, [r.prompt_ids for r in mb], comp, cfg.temperature, pad)
+        h_s = completion_hidden(model, [r.prompt_ids for r in mb], comp, pad)
         with torch.no_grad():
-            idx = s_logits.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
-            t_lp = support_logprobs(completion_logits(teacher, [r.teacher_ids for r in mb], comp, cfg.temperature,
-                                                      pad), idx, cfg.tail)
-            sums["entropy"] += (entropy(s_logits) * mask).sum().item()
-        div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
-        loss = (div * mask).sum() / total
-        backward(loss, sums)
-        sums["kl"] += (div.detach() * mask).sum().item()
+            h_t = completion_hidden(teacher, [r.teacher_ids for r in mb], comp, pad)
+
+        def chunk_loss(h_c, c):   # this chunk's share of L_M
+            s_logits = head_logits(model, h_c, cfg.temperature)
+            with torch.no_grad():
+                idx = s_logits.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
+                t_lp = support_logprobs(head_logits(teacher, h_t[:, c], cfg.temperature), idx, cfg.tail)
+                sums["entropy"] += (entropy(entropy_positions(s_logits, c.start))
+                                    * entropy_positions(mask[:, c], c.start)).sum().item()
+            div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
+            return (div * mask[:, c]).sum() / total
+        chunks = position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk)
+        loss = backward_by_chunks(h_s, chunk_loss, chunks, sums)
+        sums["kl"] += loss.item() * total
+        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
     n = max(total, 1)
-    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / n, "student_entropy": sums["entropy"] / n,
-            "nonfinite": sums["nonfinite"]}
+    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / n,
+            "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1), "nonfinite": sums["nonfinite"]}
 
 
 def backward(loss: torch.Tensor, sums: dict) -> None:
@@ -620,14 +690,38 @@ def backward(loss: torch.Tensor, sums: dict) -> None:
     sums["loss"] += loss.item()
 
 
+def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: dict) -> torch.Tensor:
+    """backward() of loss = sum_c chunk_loss(h[:, c], c), for a loss that is a sum over completion positions: each
+    chunk's loss is backpropagated as soon as it is computed, into the LM head and a detached copy of h (its
+    [n, c, V] tensors are freed there), then the gathered dL/dh goes once through the backbone. Returns the loss,
+    detached; a NaN/inf loss is counted, not propagated (the optimizer step is then skipped)."""
+    leaf = h.detach().requires_grad_()
+    parts = []
+    for c in chunks:
+        part = chunk_loss(leaf[:, c], c)
+        if part.requires_grad and torch.isfinite(part):
+            part.backward()
+        parts.append(part.detach())
+    loss = torch.stack(parts).sum()
+    if not torch.isfinite(loss):
+        sums["nonfinite"] += 1
+    else:
+        if leaf.grad is not None:
+            h.backward(leaf.grad)
+        sums["loss"] += loss.item()
+    return loss
+
+
 # ================================================================================================================
 # E-step (§4): teacher refinement with the unpaired preference loss (BCO) against a moving prior
 # ================================================================================================================
 def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: int) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
-    delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so a first
-    pass without grad measures them (one more teacher forward). Changes no state: the caller steps the optimizer,
-    then stores delta and adapts beta_E (update_e_state)."""
+    delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so pass 1
+    (no grad, log-probs chunk by chunk) measures r~ of every row. Pass 2 runs the teacher's backbone with grad and
+    backpropagates sum_i g_i log q(y_i|x_i,C_i) by chunks, g_i = dL_E/d log q(y_i|...) at the pass-1 values: by the
+    chain rule this is dL_E/dtheta. Changes no state: the caller steps the optimizer, then stores delta and adapts
+    beta_E (update_e_state)."""
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
         return {}
@@ -636,26 +730,33 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: i
     with torch.no_grad():   # pass 1: r~ of every row at the current weights
         for mb in micro_batches(rows, cfg.micro_batch):
             comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
-            logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature,
-                                                      pad), comp)
-            logp_t = token_logprobs(completion_logits(prior, [r.prompt_ids for r in mb], comp, cfg.temperature,
-                                                      pad), comp)
+            logq_t = completion_logprobs(model, completion_hidden(model, [r.teacher_ids for r in mb], comp, pad),
+                                         comp, cfg.temperature, cfg.logit_chunk)
+            logp_t = completion_logprobs(prior, completion_hidden(prior, [r.prompt_ids for r in mb], comp, pad),
+                                         comp, cfg.temperature, cfg.logit_chunk)
             logq.append((logq_t * mask).sum(1))
             logp.append((logp_t * mask).sum(1))
             kls += (kl_k3(logp_t, logq_t) * mask).sum().item()
             ntok += int(mask.sum())
-    logp_all, succ = torch.cat(logp), torch.tensor([float(r.success) for r in rows], device=device)
-    r_all = beta * (torch.cat(logq) - logp_all)
+    logq_all = torch.cat(logq).requires_grad_()
+    succ = torch.tensor([float(r.success) for r in rows], device=device)
+    r_all = beta * (logq_all.detach() - torch.cat(logp))
     delta = update_delta(state["delta"], state["delta_count"], r_all.mean().item())[0]
-    sums, done = {"loss": 0.0, "nonfinite": 0}, 0
-    for mb in micro_batches(rows, cfg.micro_batch):   # pass 2: the loss with that delta
+    loss, _ = bco_loss(logq_all, torch.cat(logp), succ, beta, delta)
+    g_all = torch.autograd.grad(loss, logq_all)[0]     # dL_E / d log q(y_i|x_i,C_i), one number per rollout
+    sums, done = {"loss": 0.0, "nonfinite": 0 if torch.isfinite(loss) else 1}, 0
+    for mb in micro_batches(rows, cfg.micro_batch):   # pass 2: the gradient, through the teacher's backbone
         comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
-        logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature, pad),
-                                comp)
-        loss, _ = bco_loss((logq_t * mask).sum(1), logp_all[done:done + len(mb)], succ[done:done + len(mb)], beta,
-                           delta)
-        backward(loss * len(mb) / len(rows), sums)
+        g = g_all[done:done + len(mb)]
         done += len(mb)
+
+        def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
+            return (g[:, None] * token_logprobs(head_logits(model, h_c, cfg.temperature), comp[:, c])
+                    * mask[:, c]).sum()
+        if not sums["nonfinite"]:
+            backward_by_chunks(completion_hidden(model, [r.teacher_ids for r in mb], comp, pad), chunk_loss,
+                               position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
+    sums["loss"] = loss.item()
     s_all = succ.bool()
     margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
     return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
@@ -676,20 +777,26 @@ def update_e_state(state: dict, metrics: dict, cfg: Config) -> None:
 # ================================================================================================================
 def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
     """Token-level policy gradient with group-normalised advantages; single on-policy update, no reference KL.
-    L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch)."""
+    L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch), backpropagated by chunks of positions."""
     adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
     rows = list(zip(rollouts, adv.tolist()))     # rows with A = 0 add no gradient but count in the entropy
     total = sum(len(r.completion_ids) for r in rollouts)
-    sums = {"loss": 0.0, "entropy": 0.0, "nonfinite": 0}
+    sums = {"loss": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
     for mb in micro_batches(rows, cfg.micro_batch):
         comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, next(model.parameters()).device)
-        logits = completion_logits(model, [r.prompt_ids for r, _ in mb], comp, cfg.temperature, pad)
+        h = completion_hidden(model, [r.prompt_ids for r, _ in mb], comp, pad)
         a = torch.tensor([a for _, a in mb], device=comp.device)
-        loss = -(a[:, None] * token_logprobs(logits, comp) * mask).sum() / total
-        backward(loss, sums)
-        with torch.no_grad():
-            sums["entropy"] += (entropy(logits) * mask).sum().item()
-    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / total, "nonfinite": sums["nonfinite"]}
+
+        def chunk_loss(h_c, c):   # this chunk's share of L
+            logits = head_logits(model, h_c, cfg.temperature)
+            with torch.no_grad():
+                sums["entropy"] += (entropy(entropy_positions(logits, c.start))
+                                    * entropy_positions(mask[:, c], c.start)).sum().item()
+            return -(a[:, None] * token_logprobs(logits, comp[:, c]) * mask[:, c]).sum() / total
+        backward_by_chunks(h, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
+        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
+    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1),
+            "nonfinite": sums["nonfinite"]}
 
 
 # ================================================================================================================
@@ -826,6 +933,7 @@ def train(cfg: Config) -> str:
     model.to(device)
     if cfg.topk > model.config.vocab_size:
         raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
+    check_head(model)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     eos, pad = stop_ids(model, tok), tok.pad_token_id

@@ -5,19 +5,22 @@
         --micro-batch 1,2,4 --naive                      # M-step memory vs the naive full-vocab reference
     python benchmarks/bench_vpd.py --preset tiny --gen-modes dynamic,per-prompt,static,static-compile --algo none
     python benchmarks/bench_vpd.py --preset qwen2.5-0.5b --device cuda   # the default 0.5B configuration on a GPU
+    python benchmarks/bench_vpd.py --vpd-path /tmp/old --preset tiny-bigvocab ...   # another checkout's vpd.py
+    (benchmarks/bench_trl.py measures TRL's SDPOTrainer on the same model and sizes.)
 
 Every measured phase calls vpd.py's own functions (vpd.sample, vpd.m_step, vpd.e_step, vpd.grpo_step,
 vpd.optimizer_step, vpd.ema_update), so the numbers are those of the real code path. Generation is forced to the full
 --new-tokens (min_new_tokens = max_new_tokens, so EOS ids are suppressed) and the rollouts get synthetic rewards (half
 of each group succeeds) and random teacher prompts, so every row takes part in every phase: sizes are fixed.
 
-Memory. CUDA: torch.cuda.max_memory_allocated, with the peak counter read and reset at every phase boundary (so
-nested phases each get their own peak). CPU: resident set size (VmRSS of /proc/self/statm) sampled every
---rss-interval-ms by a background thread while a phase runs, plus a reading at each boundary; a phase's peak is the
-largest sample, and "delta" is that peak minus the reading at the phase's start. Tensors that live shorter than the
-sampling interval can be missed; the big logits tensors live far longer. glibc returns freed allocations >= 32 MB to
-the OS immediately and malloc_trim(0) is called between phases, so the readings do not keep stale heap.
-ru_maxrss (the process-wide peak, never reset) is printed at the end as a cross-check.
+Memory. CUDA: torch.cuda.max_memory_allocated, with the peak counter read and reset at every phase boundary (so nested
+phases each get their own peak). CPU: resident set size (VmRSS of /proc/self/statm) sampled every --rss-interval-ms by
+a background thread while a phase runs, plus a reading at each boundary; a phase's peak is the largest sample, and
+"delta" is that peak minus the reading at the phase's start. "CPU s" is the process's CPU time during the phase (all
+threads; less sensitive than seconds to other jobs on a shared machine). Tensors that live shorter than the sampling
+interval can be missed; the big logits tensors live far longer. glibc returns freed allocations >= 32 MB to the OS
+immediately and malloc_trim(0) is called between phases, so the readings do not keep stale heap. ru_maxrss (the
+process-wide peak, never reset) is printed at the end as a cross-check.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# --vpd-path DIR: benchmark the vpd.py of another checkout (e.g. the previous commit, for before/after tables)
+_VPD_DIR = next((a.split("=", 1)[1] if "=" in a else sys.argv[i + 2] for i, a in enumerate(sys.argv[1:])
+                 if a.startswith("--vpd-path")), None) or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.abspath(_VPD_DIR))
 
 import torch  # noqa: E402
 
@@ -135,26 +141,28 @@ class Phases:
         trim()
         self.sync()
         pid = self.mem.begin()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         info = {}
         yield info
         self.sync()
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         peak, delta = self.mem.end(pid)
-        info.update(seconds=dt, peak=peak, delta=delta)
+        info.update(seconds=dt, cpu=cpu, peak=peak, delta=delta)
         if record:
-            self.rows.append(dict(name=name, seconds=dt, tokens=tokens, peak=peak, delta=delta, **info.get("x", {})))
+            self.rows.append(dict(name=name, seconds=dt, cpu=cpu, tokens=tokens, peak=peak, delta=delta,
+                                  **info.get("x", {})))
 
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n### {title}\n")
-    print("| phase | seconds | tokens/s | peak MB | delta MB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| phase | seconds | CPU s | tokens/s | peak MB | delta MB |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         tps = f"{r['tokens'] / r['seconds']:,.0f}" if r["tokens"] and r["seconds"] > 0 else "-"
         peak = f"{r['peak'] / MB:,.0f}" if r.get("peak") is not None else "-"
         delta = f"{r['delta'] / MB:,.0f}" if r.get("delta") is not None else "-"
-        print(f"| {r['name']} | {r['seconds']:.3f} | {tps} | {peak} | {delta} |")
+        cpu = f"{r['cpu']:.1f}" if r.get("cpu") is not None else "-"
+        print(f"| {r['name']} | {r['seconds']:.3f} | {cpu} | {tps} | {peak} | {delta} |")
     sys.stdout.flush()
 
 
@@ -290,10 +298,12 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     avoid = set(eos) | {pad, 0, 1, 2}
     micro = args.micro_batch[0]
     cfg = vpd.Config(algo=algo, batch_prompts=args.prompts, group_size=args.group_size,
-                     max_new_tokens=args.new_tokens, micro_batch=micro, temperature=1.0)
+                     max_new_tokens=args.new_tokens, micro_batch=micro, temperature=1.0,
+                     **({"logit_chunk": args.logit_chunk} if args.logit_chunk else {}))
     nseq = args.prompts * args.group_size
     ntok = nseq * args.new_tokens
-    teacher_copy = copy.deepcopy(model).eval().requires_grad_(False) if algo == "sdpo" else None   # EMA teacher
+    teacher_copy = (copy.deepcopy(model).eval().requires_grad_(False) if algo == "sdpo" and args.sdpo_teacher == "ema"
+                    else None)
     teacher = teacher_copy if teacher_copy is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
     state = {"step": 0, "skipped": 0, "beta": cfg.e_beta, "delta": 0.0, "delta_count": 0}
@@ -303,21 +313,6 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
           f"{args.group_size} rollouts x {args.new_tokens} new tokens, prompt {args.prompt_len} tokens, teacher "
           f"prompt {args.prompt_len + args.feedback_len}, micro_batch {micro}, device {device}, "
           f"dtype {vpd._AMP['dtype']}")
-
-    # Split the M-step's time into the teacher pass (completion_logits under no_grad) and the rest (student).
-    teacher_time = {"s": 0.0, "peak": 0, "pid": None}
-    real_cl = vpd.completion_logits
-
-    def timed_cl(m, *a, **kw):
-        if torch.is_grad_enabled():
-            return real_cl(m, *a, **kw)
-        ph.sync()
-        pid, t0 = mem.begin(), time.perf_counter()
-        out = real_cl(m, *a, **kw)
-        ph.sync()
-        teacher_time["s"] += time.perf_counter() - t0
-        teacher_time["peak"] = max(teacher_time["peak"], mem.end(pid)[0])
-        return out
 
     summary = {}
     for step in range(1, args.steps + 1):
@@ -339,17 +334,8 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             with ph.phase(f"student fwd/bwd (vpd.grpo_step, mb={micro})", ntok):
                 m = vpd.grpo_step(model, rollouts, cfg, pad)
         else:
-            teacher_time.update(s=0.0, peak=0)
-            vpd.completion_logits = timed_cl
-            try:
-                with ph.phase(f"M-step total (vpd.m_step, mb={micro})", ntok) as info:
-                    m = vpd.m_step(model, teacher, rollouts, cfg, pad)
-            finally:
-                vpd.completion_logits = real_cl
-            ph.rows.append(dict(name="  of which teacher forward (no grad)", seconds=teacher_time["s"],
-                                tokens=ntok, peak=teacher_time["peak"], delta=None))
-            ph.rows.append(dict(name="  of which student fwd/bwd + divergence", seconds=info["seconds"] -
-                                teacher_time["s"], tokens=ntok, peak=None, delta=None))
+            with ph.phase(f"M-step (vpd.m_step, mb={micro})", ntok):
+                m = vpd.m_step(model, teacher, rollouts, cfg, pad)
         with ph.phase("optimizer (vpd.optimizer_step)", 0):
             vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state)
             if teacher_copy is not None:
@@ -361,6 +347,13 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
                 vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:
+            for key in ("seconds", "cpu"):
+                step_s = sum(r[key] for r in ph.rows if not r["name"].startswith("E-step"))
+                e_s = sum(r[key] for r in ph.rows if r["name"].startswith("E-step"))
+                print(f"step {key} {step_s:.1f}" + (f" (+ E-step on this batch {e_s:.1f} = amortised "
+                      f"{step_s + e_s:.1f}: the per-step E-step cost of --e-buffer all, whatever F)"
+                      if algo == "vpd" else ""))
+                summary[f"step_{key}"], summary[f"amortised_{key}"] = step_s, step_s + e_s
             print_table(f"{args.preset} / {algo}: step {step} of {args.steps} (tokens/s = completion tokens "
                         f"{ntok} / seconds)", ph.rows)
             summary["step_peak"] = max(r["peak"] for r in ph.rows if r.get("peak") is not None)
@@ -458,6 +451,10 @@ def main(argv=None) -> int:
                    "static, static-compile (the first is the baseline)")
     p.add_argument("--gen-reps", type=int, default=2)
     p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "
+                   "the student's own weights")
+    p.add_argument("--logit-chunk", type=int, help="vpd.Config.logit_chunk (default: vpd.py's)")
+    p.add_argument("--vpd-path", help="directory of the vpd.py to benchmark (default: this checkout's)")
     p.add_argument("--skip-generation", action="store_true", help="random completions instead of vpd.sample "
                    "(the generation phase is then not measured)")
     p.add_argument("--hidden", type=int, help="override the preset's hidden size (intermediate = 2 x hidden)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot GPU benchmark of vpd.py at the Qwen2.5-0.5B shape (random weights, no download). ~4-5 min on one H100.
+# One-shot GPU benchmark of vpd.py at the Qwen2.5-0.5B shape (random weights, no download). ~5-6 min on one H100.
 # Usage: bash benchmarks/run_gpu.sh [cuda:N] > gpu_results.md
 set -u
 DEV=${1:-cuda}
@@ -11,6 +11,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv || true
 #    step peak memory (target: <= 24 GB; VPD <= 1.3 x GRPO).
 timeout 200 $B --algo vpd,sdpo,grpo --prompts 4 --group-size 8 --new-tokens 512 --prompt-len 128 --feedback-len 384 \
     --steps 2 --micro-batch 4 || echo "run 1 failed or timed out (rc $?)"
+# 1b. The same VPD step with larger logit chunks (--logit-chunk MB; the default 24 MB suits a CPU's caches).
+timeout 100 $B --algo vpd --prompts 4 --group-size 8 --new-tokens 512 --prompt-len 128 --feedback-len 384 \
+    --steps 1 --micro-batch 4 --logit-chunk 512 --skip-generation || echo "run 1b failed or timed out (rc $?)"
 # 2. M-step memory vs the naive full-vocab reference, micro_batch 1/2/4 (16 sequences x 256 tokens).
 timeout 90 $B --algo vpd --prompts 2 --group-size 8 --new-tokens 256 --prompt-len 32 --feedback-len 32 --steps 1 \
     --micro-batch 4,2,1 --naive || echo "run 2 failed or timed out (rc $?)"
