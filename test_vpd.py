@@ -1605,7 +1605,7 @@ def test_steps_chunked_equal_unchunked_and_head_sees_one_chunk(tiny, step):
         if step == "m":
             out = vpd.m_step(model, model, rows, c, pad)
         elif step == "e":
-            out = vpd.e_step(model, model, rows, c, {"beta": 0.5, "delta": 0.1}, pad)
+            out = vpd.e_step(model, model, rows, c, {"beta": 0.5, "delta": 0.1, "delta_count": 3}, pad)
         else:
             out = vpd.grpo_step(model, rows, c, pad)
         handle.remove()
