@@ -131,7 +131,7 @@ class ToyTask(Task):
 
     def score(self, example, completion):
         got = self._answer(completion)
-        if got == example["answer"]:   # the toy's feedback names the answer for every rollout (VPD.md §10)
+        if got == example["answer"]:   # the toy's feedback names the answer for every rollout (docs/algorithm.md §10)
             return Score(1.0, f"Correct: the answer is {example['answer']}.")
         said = f"you answered {got}" if got else "you gave no answer"
         return Score(0.0, f"Wrong: {said}. The answer is {example['answer']}.")

@@ -1,4 +1,4 @@
-"""Tests for vpd.py (VPD.md is the spec). Run: python -m pytest -q test_vpd.py  (CPU, offline, < 3 minutes).
+"""Tests for vpd.py (docs/algorithm.md is the spec). Run: python -m pytest -q test_vpd.py  (CPU, offline, < 3 minutes).
 
 Expected numbers are computed by hand / with plain `math` in the tests, never by the function under test.
 """

@@ -6,7 +6,7 @@ q_theta(y|x, C) is the *same network* prompted with that feedback C. Training al
   * the E-step (every F steps): improve the teacher at reading feedback with an unpaired preference loss (BCO) whose
     prior is the current student (a trust region that moves with the student).
 Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
-The algorithm and its knobs are described in VPD.md (section numbers below refer to it); see README.md.
+The algorithm and its knobs are described in docs/algorithm.md (the § and pitfall numbers below refer to it).
 
     python vpd.py --model Qwen2.5-0.5B --task code          # train
     python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
@@ -56,7 +56,7 @@ class Config:
     dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k); default: embedded", type=str)
     unsafe_sandbox: bool = arg(False, "code task where namespaces do not work (some containers): run model code "
                                "with weak isolation; it can then read your files and reach the network")
-    algo: str = arg("vpd", "vpd | sdpo | grpo (VPD.md §7)", choices=["vpd", "sdpo", "grpo"])
+    algo: str = arg("vpd", "vpd | sdpo | grpo (docs/algorithm.md §7)", choices=["vpd", "sdpo", "grpo"])
     steps: int = arg(200, "training steps (one batch of rollouts each)")
     seed: int = arg(0, "random seed")
     device: str = arg("auto", "auto | cpu | cuda | cuda:N")
@@ -137,9 +137,9 @@ PRESETS = {  # task-specific defaults; anything given on the command line wins
 }
 PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. The toy "
                "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step "
-               "supervised warm-up teaches the feedback *format* (cold-start self-distillation collapses, VPD.md "
-               "§10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops reading feedback "
-               "and the student plateaus near 0.8) and --support full (with the student's top-k, a student whose "
+               "supervised warm-up teaches the feedback *format* (cold-start self-distillation collapses, "
+               "docs/algorithm.md §10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops "
+               "reading feedback and the student plateaus near 0.8) and --support full (with the student's top-k, a student whose "
                "mass sits on non-digit tokens never sees the teacher's digit except in the tail bucket, and stays "
                "at chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support), "
                "--e-buffer last (the E-step, VPD's main cost on the toy, trains on the last 128 rollouts instead of "
