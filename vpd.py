@@ -136,14 +136,14 @@ PRESETS = {  # task-specific defaults; anything given on the command line wins
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
 }
 PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. The toy "
-               "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step "
-               "supervised warm-up teaches the feedback *format* (cold-start self-distillation collapses, "
-               "docs/algorithm.md §10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops "
-               "reading feedback and the student plateaus near 0.8) and --support full (with the student's top-k, a student whose "
-               "mass sits on non-digit tokens never sees the teacher's digit except in the tail bucket, and stays "
-               "at chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support), "
-               "--e-buffer last (the E-step, VPD's main cost on the toy, trains on the last 128 rollouts instead of "
-               "640; 3 seeds still reach held-out pass@1 1.00).")
+               "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step supervised"
+               ' warm-up teaches the feedback *format* (cold-start self-distillation collapses, docs/algorithm.md '
+               "§10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops reading feedback and "
+               "the student plateaus near 0.8) and --support full (with the student's top-k, a student whose mass "
+               "sits on non-digit tokens never sees the teacher's digit except in the tail bucket, and stays at "
+               'chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support), --e-buffer '
+               "last (the E-step, VPD's main cost on the toy, trains on the last 128 rollouts instead of 640; 3 seeds"
+               ' still reach held-out pass@1 1.00).')
 FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 SHORT_NAMES = {
