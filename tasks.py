@@ -1568,10 +1568,11 @@ _QA_END_PUNCT = ".,;:!?"
 
 
 def qa_normalise(text: str) -> str:
-    """Lower case, NFKC, markdown emphasis/backticks and surrounding quotes removed, whitespace collapsed, end
-    punctuation (.,;:!?) stripped."""
+    """Lower case, accents dropped (NFKD, combining marks removed: Bogotá = Bogota), markdown emphasis/backticks and
+    surrounding quotes removed, whitespace collapsed, end punctuation (.,;:!?) stripped."""
     import unicodedata
-    s = unicodedata.normalize("NFKC", str(text)).lower().replace("*", "").replace("`", "")
+    s = "".join(c for c in unicodedata.normalize("NFKD", str(text)) if not unicodedata.combining(c))
+    s = s.lower().replace("*", "").replace("`", "")
     s = " ".join(s.split())
     while s and (s[-1] in _QA_END_PUNCT or s[0] in "\"'" or s[-1] in "\"'"):
         s = s.strip(_QA_END_PUNCT).strip("\"'").strip()
@@ -1610,8 +1611,8 @@ class QATask(Task):
     (its text) or its letter. PATH is one JSONL file (an item is test iff sha1(question) % 5 == 0, else train) or a
     pattern with "{split}" (PATH with train / test substituted). A malformed row is a TaskError naming its line.
 
-    Scoring (reward 1 or 0). normalise = lower case, whitespace collapsed, markdown * and `, surrounding quotes and
-    end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" / "answer:" marker up to
+    Scoring (reward 1 or 0). normalise = lower case, accents dropped, whitespace collapsed, markdown * and `,
+    surrounding quotes and end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" / "answer:" marker up to
     the end of that line when the reply has one, else the whole reply. The reply is correct when
       1. exact: normalise(candidate) == normalise(answer); when both are a single number they are compared as
          numbers (1,000 == 1000.0); or, where the short answer is unambiguous inside a longer reply,

@@ -455,6 +455,8 @@ QA_CASES = [   # (answer, question, reply, reward)
     ("Paris", "What is the capital of France?", "Lyon", 0.0),
     ("New York", "Largest US city?", "new   york", 1.0),                 # whitespace collapsed
     ("New York", "Largest US city?", "York", 0.0),
+    ("Bogota", "What is the capital of Colombia?", "Bogotá.", 1.0),           # accents dropped
+    ("Reykjavík", "What is the capital of Iceland?", "It is Reykjavik", 1.0),
 ]
 
 
