@@ -742,7 +742,10 @@ BAD = {"unknown-task": ["--task", "nope"],
        "alpha-2": ["--task", "toy", "--alpha", "2"],
        "bad-feedback": ["--task", "toy", "--feedback", "env,bogus"],
        "bad-algo": ["--algo", "foo"],
-       "plot-missing": ["--plot", "/nonexistent"]}
+       "plot-missing": ["--plot", "/nonexistent"],
+       "qa-without-dataset": ["--task", "qa"],
+       "qa-missing-file": ["--task", "qa", "--dataset", "qa:/nonexistent/qa.jsonl"],
+       "task-file-missing": ["--task", "/nonexistent/my_task.py:MyTask"]}
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,9 @@ VARIANTS = {"vpd": ["--algo", "vpd"], "sdpo-ema": ["--algo", "sdpo", "--teacher"
             "sdpo-live": ["--algo", "sdpo", "--teacher", "live"], "grpo": ["--algo", "grpo"]}
 COMMON = ["--task", "qa", "--dataset", "qa:" + os.path.join(REPO, "data", "arith-{split}.jsonl"),
           "--batch-prompts", "2", "--group-size", "4", "--max-new-tokens", "32", "--temperature", "0.6",
-          "--eval-temperature", "0.6", "--eval-top-p", "1.0", "--eval-prompts", "16", "--eval-samples", "2",
-          "--e-every", "4", "--micro-batch", "8", "--save-every", "1000", "--log-samples", "8"]
-SWEEP_LRS = [1e-5, 3e-5]
+          "--eval-temperature", "0.6", "--eval-top-p", "1.0", "--eval-prompts", "12", "--eval-samples", "2",
+          "--e-every", "2", "--micro-batch", "8", "--save-every", "1000", "--log-samples", "8"]
+SWEEP_LRS = [2e-5, 1e-4]
 
 
 def env():
@@ -103,8 +103,8 @@ def main():
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS, help="lr sweep (seed 0), the same for all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first one is the sweep seed")
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--eval-every", type=int, default=4)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
     args, extra = p.parse_known_args()
     model = args.model or prepare_model(args.out_dir, args.gguf_file)
