@@ -11,11 +11,13 @@ here, not taken from vpd.py presets); only --algo/--teacher/--lr/--seed differ. 
 go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32 safetensors) so that the runs don't each
 spend ~40 s converting it.
 
-Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm runs at every lr of the sweep (the same steps
-and evaluation as the final runs); each algorithm's lr is chosen by its *training* reward (mean success of the
-student's rollouts over the second half of the run), never by the held-out evaluation the table reports; the other
-seeds then run at that lr. The table's seed 0 is the chosen-lr sweep run. At most --jobs runs at a time, each with
-one thread. Finished runs (a ckpt/ folder) are kept and not rerun.
+Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm starts at every lr of the sweep (the same
+settings as the final runs). Once all of an algorithm's sweep runs have logged step N-1 (N = --steps), its lr is
+chosen by the *training* reward, the mean success of the student's rollouts over steps 2..N-1 (sampled after at
+least one update), never by the held-out evaluation the table reports; the other sweep runs are stopped there
+(they leave a STOPPED file) and the chosen one finishes as the table's seed 0; the other seeds then run at that
+lr. Every algorithm gets the same sweep budget. At most --jobs runs at a time, each with one thread. Finished
+runs (a ckpt/ folder) are kept and not rerun; a run still going from an earlier call is waited for.
 """
 import argparse
 import importlib.util
@@ -25,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -58,34 +59,13 @@ def prepare_model(out_dir: str, gguf_file: str) -> str:
     return target
 
 
-def run(name: str, lr: float, seed: int, steps: int, eval_every: int, run_dir: str, model: str, extra: list) -> dict:
-    if not os.path.exists(os.path.join(run_dir, "ckpt")):
-        if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):   # an interrupted run: start it again
-            os.rename(run_dir, f"{run_dir}.broken-{int(time.time())}")
-        cmd = [sys.executable, os.path.join(REPO, "vpd.py"), "--model", model, *COMMON, *VARIANTS[name],
-               "--lr", str(lr), "--seed", str(seed), "--steps", str(steps), "--eval-every", str(eval_every),
-               "--output-dir", run_dir, *extra]
-        os.makedirs(os.path.dirname(run_dir), exist_ok=True)
-        with open(run_dir + ".log", "w") as log:
-            subprocess.run(cmd, env=env(), cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return {"name": name, "lr": lr, "seed": seed, "rows": [json.loads(line) for line in f]}
-
-
-def train_success(rows: list[dict]) -> float:
-    """Mean success rate of the student's training rollouts over the second half of the run (the lr criterion)."""
-    steps = [r for r in rows if r["step"] >= 1]
-    half = steps[len(steps) // 2:]
-    return sum(r["success_rate"] for r in half) / len(half)
-
-
 def summary(rows: list[dict]) -> dict:
     ev = [r for r in rows if r.get("eval/pass@1") is not None]
     margins = [r["E/reward_margin"] for r in rows if r.get("E/reward_margin") is not None]
     return {"pass@1 step 0": ev[0]["eval/pass@1"], "pass@1 final": ev[-1]["eval/pass@1"],
             "teacher step 0": ev[0].get("eval/teacher_success"), "teacher final": ev[-1].get("eval/teacher_success"),
             "E/reward_margin": statistics.mean(margins) if margins else None,
-            "train success": train_success(rows), "minutes": ev[-1]["time"] / 60}
+            "minutes": ev[-1]["time"] / 60}
 
 
 def fmt(vals: list) -> str:
@@ -93,6 +73,62 @@ def fmt(vals: list) -> str:
     if not vals:
         return "–"
     return f"{statistics.mean(vals):.3f}" + (f" ({', '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else "")
+
+
+def read_rows(run_dir: str) -> list[dict]:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sweep_score(rows: list[dict], steps: int) -> float:
+    """The lr criterion: mean training success over steps 2..steps-1 (rollouts sampled after >= 1 update)."""
+    picked = [r["success_rate"] for r in rows if 2 <= r["step"] <= steps - 1]
+    return sum(picked) / len(picked)
+
+
+def live_pid(run_dir: str) -> int | None:
+    """The pid of a vpd.py process already writing run_dir (an earlier call of this script), if any."""
+    needle = f"--output-dir\0{run_dir}\0".encode()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if entry.isdigit() and needle in f.read() + b"\0":
+                    return int(entry)
+        except OSError:
+            pass
+    return None
+
+
+class Run:
+    """One vpd.py process (started here, or adopted from an earlier call of this script)."""
+
+    def __init__(self, name, lr, seed, run_dir, cmd):
+        self.name, self.lr, self.seed, self.dir = name, lr, seed, run_dir
+        self.proc, self.pid = None, live_pid(run_dir)
+        if self.pid is None:
+            if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):   # an interrupted run: start it again
+                os.rename(run_dir, f"{run_dir}.broken-{int(time.time())}")
+            os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+            with open(run_dir + ".log", "w") as log:
+                self.proc = subprocess.Popen(cmd, env=env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().split(") ")[1][0] != "Z"
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.alive():
+            os.kill(self.pid, 15)
+        open(os.path.join(self.dir, "STOPPED"), "w").close()
 
 
 def main():
@@ -107,49 +143,70 @@ def main():
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
     args, extra = p.parse_known_args()
-    model = args.model or prepare_model(args.out_dir, args.gguf_file)
+    model = os.path.abspath(args.model or prepare_model(args.out_dir, args.gguf_file))
+    out = os.path.abspath(args.out_dir)
     seed0, later = args.seeds[0], args.seeds[1:]
-    path = lambda v, lr, seed: os.path.join(args.out_dir, "runs", f"{v}-lr{lr:g}-s{seed}")  # noqa: E731
-    go = lambda v, lr, seed: run(v, lr, seed, args.steps, args.eval_every, path(v, lr, seed), model, extra)  # noqa
-    chosen, futures = {}, {}
+    path = lambda v, lr, seed: os.path.join(out, "runs", f"{v}-lr{lr:g}-s{seed}")  # noqa: E731
+    done = lambda d: os.path.exists(os.path.join(d, "ckpt")) or os.path.exists(os.path.join(d, "STOPPED"))  # noqa
 
-    def choose(v):   # waits for v's sweep runs, then picks its lr by training success
-        if v not in chosen:
-            res = [futures[(v, lr, seed0)].result() for lr in args.lrs]
-            chosen[v] = max(res, key=lambda r: train_success(r["rows"]))["lr"]
-        return chosen[v]
+    def cmd(v, lr, seed):
+        return [sys.executable, os.path.join(REPO, "vpd.py"), "--model", model, *COMMON, *VARIANTS[v], "--lr", str(lr),
+                "--seed", str(seed), "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+                "--output-dir", path(v, lr, seed), *extra]
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        # sweep runs of one algorithm, then (queued behind the next algorithm's sweep) its other seeds
-        order = [("sweep", v, lr, seed0) for v in args.variants for lr in args.lrs]
-        for i, v in enumerate(args.variants):
-            pos = min(len(order), (i + 2) * len(args.lrs) + i * len(later))
-            order[pos:pos] = [("seed", v, None, s) for s in later]
-        for kind, v, lr, seed in order:
-            if kind == "sweep":
-                futures[(v, lr, seed)] = pool.submit(go, v, lr, seed)
-            else:
-                futures[(v, "chosen", seed)] = pool.submit(lambda v=v, s=seed: go(v, choose(v), s))
-        results = [f.result() for f in futures.values()]
-    for v in args.variants:
-        choose(v)
-    with open(os.path.join(args.out_dir, "chosen_lr.json"), "w") as f:
-        json.dump(chosen, f)
+    # sweep runs of one algorithm, then (queued behind the next algorithm's sweep) its other seeds
+    pending = [("sweep", v, lr, seed0) for v in args.variants for lr in args.lrs]
+    for i, v in enumerate(args.variants):
+        pos = min(len(pending), (i + 2) * len(args.lrs) + i * len(later))
+        pending[pos:pos] = [("seed", v, None, s) for s in later]
+    chosen, running = {}, []
+    if os.path.exists(os.path.join(out, "chosen_lr.json")):
+        chosen = json.load(open(os.path.join(out, "chosen_lr.json")))
+    while pending or running:
+        for r in list(running):                                   # finished or failed runs free their slot
+            if not r.alive():
+                running.remove(r)
+                if not done(r.dir):
+                    sys.exit(f"error: {r.dir} stopped early; see {r.dir}.log")
+        for v in args.variants:                                   # decide an lr once its sweep runs reached N-1
+            dirs = [path(v, lr, seed0) for lr in args.lrs]
+            if v in chosen or not all(os.path.exists(os.path.join(d, "ckpt")) or
+                                      any(r["step"] >= args.steps - 1 for r in read_rows(d)) for d in dirs):
+                continue
+            chosen[v] = max(args.lrs, key=lambda lr: sweep_score(read_rows(path(v, lr, seed0)), args.steps))
+            json.dump(chosen, open(os.path.join(out, "chosen_lr.json"), "w"))
+            print(f"{v}: lr {chosen[v]:g} chosen", flush=True)
+            for r in running:
+                if r.name == v and r.seed == seed0 and r.lr != chosen[v]:
+                    r.stop()
+        for job in list(pending):                                 # start what may start, in order
+            kind, v, lr, seed = job
+            if len(running) >= args.jobs:
+                break
+            if kind == "seed" and v not in chosen:
+                continue
+            lr = chosen[v] if kind == "seed" else lr
+            pending.remove(job)
+            if kind == "sweep" and v in chosen and lr != chosen[v] and not done(path(v, lr, seed)):
+                continue                                          # decided already: the other lrs are not needed
+            if not done(path(v, lr, seed)):
+                running.append(Run(v, lr, seed, path(v, lr, seed), cmd(v, lr, seed)))
+        time.sleep(5)
     print(f"| algo | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + f" |  (seed {seed0}: training success over "
-          f"the 2nd half of the steps; held-out pass@1 at the end in brackets)")
+          f"steps 2..{args.steps - 1}, the lr criterion)")
     print("|---|" + "---|" * len(args.lrs))
     for v in args.variants:
-        res = [futures[(v, lr, seed0)].result() for lr in args.lrs]
-        print(f"| {v} | " + " | ".join(f"{train_success(r['rows']):.3f} ({summary(r['rows'])['pass@1 final']:.3f})"
-                                       + (" *" if r["lr"] == chosen[v] else "") for r in res) + " |")
+        cells = [f"{sweep_score(read_rows(path(v, lr, seed0)), args.steps):.3f}" +
+                 (" (chosen)" if lr == chosen[v] else "") for lr in args.lrs]
+        print(f"| {v} | " + " | ".join(cells) + " |")
     keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes"]
     print(f"\n| algo (chosen lr) | " + " | ".join(keys) + f" |  (mean over seeds {args.seeds}; per seed in brackets)")
     print("|---|" + "---|" * len(keys))
     dirs = []
     for v in args.variants:
-        runs = [r for r in results if r["name"] == v and r["lr"] == chosen[v]]
-        dirs += [path(v, chosen[v], r["seed"]) for r in runs]
-        sums = [summary(r["rows"]) for r in runs]
+        mine = [path(v, chosen[v], s) for s in args.seeds]
+        dirs += mine
+        sums = [summary(read_rows(d)) for d in mine]
         print(f"| {v} ({chosen[v]:g}) | " + " | ".join(fmt([s[k] for s in sums]) for k in keys) + " |")
     print("\ncurves: python vpd.py --plot " + " ".join(os.path.relpath(d, REPO) for d in dirs)
           + " --out docs/real_curves.png")
