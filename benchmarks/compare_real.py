@@ -12,8 +12,8 @@ go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32 safet
 spend ~40 s converting it.
 
 Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm starts at every lr of the sweep (the same
-settings as the final runs). Once all of an algorithm's sweep runs have logged step N-1 (N = --steps), its lr is
-chosen by the *training* reward, the mean success of the student's rollouts over steps 2..N-1 (sampled after at
+settings as the final runs). Once all of an algorithm's sweep runs have logged step D (--decide-at, default 3), its lr is
+chosen by the *training* reward, the mean success of the student's rollouts over steps 2..D (sampled after at
 least one update), never by the held-out evaluation the table reports; the other sweep runs are stopped there
 (they leave a STOPPED file) and the chosen one finishes as the table's seed 0; the other seeds then run at that
 lr. Every algorithm gets the same sweep budget. At most --jobs runs at a time, each with one thread. Finished
@@ -83,9 +83,9 @@ def read_rows(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def sweep_score(rows: list[dict], steps: int) -> float:
-    """The lr criterion: mean training success over steps 2..steps-1 (rollouts sampled after >= 1 update)."""
-    picked = [r["success_rate"] for r in rows if 2 <= r["step"] <= steps - 1]
+def sweep_score(rows: list[dict], last: int) -> float:
+    """The lr criterion: mean training success over steps 2..last (rollouts sampled after >= 1 update)."""
+    picked = [r["success_rate"] for r in rows if 2 <= r["step"] <= last]
     return sum(picked) / len(picked)
 
 
@@ -142,6 +142,7 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--decide-at", type=int, default=3, help="step at which each algorithm's lr is chosen")
     args, extra = p.parse_known_args()
     model = os.path.abspath(args.model or prepare_model(args.out_dir, args.gguf_file))
     out = os.path.abspath(args.out_dir)
@@ -168,12 +169,12 @@ def main():
                 running.remove(r)
                 if not done(r.dir):
                     sys.exit(f"error: {r.dir} stopped early; see {r.dir}.log")
-        for v in args.variants:                                   # decide an lr once its sweep runs reached N-1
+        for v in args.variants:                                   # decide an lr once its sweep runs reached D
             dirs = [path(v, lr, seed0) for lr in args.lrs]
             if v in chosen or not all(os.path.exists(os.path.join(d, "ckpt")) or
-                                      any(r["step"] >= args.steps - 1 for r in read_rows(d)) for d in dirs):
+                                      any(r["step"] >= args.decide_at for r in read_rows(d)) for d in dirs):
                 continue
-            chosen[v] = max(args.lrs, key=lambda lr: sweep_score(read_rows(path(v, lr, seed0)), args.steps))
+            chosen[v] = max(args.lrs, key=lambda lr: sweep_score(read_rows(path(v, lr, seed0)), args.decide_at))
             json.dump(chosen, open(os.path.join(out, "chosen_lr.json"), "w"))
             print(f"{v}: lr {chosen[v]:g} chosen", flush=True)
             for r in running:
@@ -193,10 +194,10 @@ def main():
                 running.append(Run(v, lr, seed, path(v, lr, seed), cmd(v, lr, seed)))
         time.sleep(5)
     print(f"| algo | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + f" |  (seed {seed0}: training success over "
-          f"steps 2..{args.steps - 1}, the lr criterion)")
+          f"steps 2..{args.decide_at}, the lr criterion)")
     print("|---|" + "---|" * len(args.lrs))
     for v in args.variants:
-        cells = [f"{sweep_score(read_rows(path(v, lr, seed0)), args.steps):.3f}" +
+        cells = [f"{sweep_score(read_rows(path(v, lr, seed0)), args.decide_at):.3f}" +
                  (" (chosen)" if lr == chosen[v] else "") for lr in args.lrs]
         print(f"| {v} | " + " | ".join(cells) + " |")
     keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes"]
