@@ -189,6 +189,10 @@ def main():
             lr = chosen[v] if kind == "seed" else lr
             pending.remove(job)
             if kind == "sweep" and v in chosen and lr != chosen[v] and not done(path(v, lr, seed)):
+                if live_pid(path(v, lr, seed)) is not None:       # still going from an earlier call: stop it
+                    os.kill(live_pid(path(v, lr, seed)), 15)
+                if os.path.isdir(path(v, lr, seed)):
+                    open(os.path.join(path(v, lr, seed), "STOPPED"), "w").close()
                 continue                                          # decided already: the other lrs are not needed
             if not done(path(v, lr, seed)):
                 running.append(Run(v, lr, seed, path(v, lr, seed), cmd(v, lr, seed)))
