@@ -290,7 +290,7 @@ def test_lcb_private_tests_refuse_objects():
 
 # ------------------------------------------------------------------ get_task and Hub loaders
 def test_get_task_errors():
-    with pytest.raises(TaskError, match="choose one of: code, math, science, toy"):
+    with pytest.raises(TaskError, match="choose one of: code, math, qa, science, toy, or path/to/file.py:ClassName"):
         get_task("chess")
     with pytest.raises(TaskError, match="humaneval, mbpp, livecodebench"):
         get_task("code", "apps")
