@@ -68,6 +68,12 @@ def summary(rows: list[dict]) -> dict:
             "minutes": ev[-1]["time"] / 60}
 
 
+def wall_minutes(run_dir: str) -> float:
+    """Start (config.json written) to end (checkpoint written): loading and the step-0 evaluation included."""
+    start = os.path.getmtime(os.path.join(run_dir, "config.json"))
+    return (os.path.getmtime(os.path.join(run_dir, "ckpt", "trainer_state.pt")) - start) / 60
+
+
 def fmt(vals: list) -> str:
     vals = [v for v in vals if v is not None]
     if not vals:
@@ -204,14 +210,15 @@ def main():
         cells = [f"{sweep_score(read_rows(path(v, lr, seed0)), args.decide_at):.3f}" +
                  (" (chosen)" if lr == chosen[v] else "") for lr in args.lrs]
         print(f"| {v} | " + " | ".join(cells) + " |")
-    keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes"]
+    keys = ["pass@1 step 0", "pass@1 final", "teacher step 0", "teacher final", "E/reward_margin", "minutes",
+            "wall minutes"]
     print(f"\n| algo (chosen lr) | " + " | ".join(keys) + f" |  (mean over seeds {args.seeds}; per seed in brackets)")
     print("|---|" + "---|" * len(keys))
     dirs = []
     for v in args.variants:
         mine = [path(v, chosen[v], s) for s in args.seeds]
         dirs += mine
-        sums = [summary(read_rows(d)) for d in mine]
+        sums = [{**summary(read_rows(d)), "wall minutes": wall_minutes(d)} for d in mine]
         print(f"| {v} ({chosen[v]:g}) | " + " | ".join(fmt([s[k] for s in sums]) for k in keys) + " |")
     print("\ncurves: python vpd.py --plot " + " ".join(os.path.relpath(d, REPO) for d in dirs)
           + " --out docs/real_curves.png")
