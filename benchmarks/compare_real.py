@@ -169,6 +169,12 @@ def main():
     chosen, running = {}, []
     if os.path.exists(os.path.join(out, "chosen_lr.json")):
         chosen = json.load(open(os.path.join(out, "chosen_lr.json")))
+    for job in list(pending):                                     # runs still going from an earlier call
+        kind, v, lr, seed = job
+        lr = chosen.get(v) if kind == "seed" else lr
+        if lr is not None and live_pid(path(v, lr, seed)) is not None:
+            running.append(Run(v, lr, seed, path(v, lr, seed), None))
+            pending.remove(job)
     while pending or running:
         for r in list(running):                                   # finished or failed runs free their slot
             if not r.alive():
