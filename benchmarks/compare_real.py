@@ -1,7 +1,8 @@
 """VPD vs SDPO (EMA and live teacher) vs GRPO on a real pretrained model (SmolLM2-135M-Instruct, CPU, offline):
 a small learning-rate sweep per algorithm, then more seeds at the chosen lr; prints markdown tables (held-out
 student pass@1 at step 0 and at the end, teacher success with feedback, E/reward_margin, minutes per run; mean over
-seeds and per seed) and the command that draws the curves.
+seeds and per seed) and the command that draws the curves. README, "VPD vs SDPO vs GRPO on a real model", has the
+results and why the runs are this small (2 prompts x 4 rollouts, 32 new tokens, 5 steps).
 
     python benchmarks/compare_real.py                          # all runs under runs/real (resumable)
     python vpd.py --plot <the runs it prints> --out docs/real_curves.png
@@ -12,8 +13,8 @@ go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32 safet
 spend ~40 s converting it.
 
 Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm starts at every lr of the sweep (the same
-settings as the final runs). Once all of an algorithm's sweep runs have logged step D (--decide-at, default 3), its lr is
-chosen by the *training* reward, the mean success of the student's rollouts over steps 2..D (sampled after at
+settings as the final runs). Once all of an algorithm's sweep runs have logged step D (--decide-at, default 3),
+its lr is chosen by the *training* reward (ties: the first lr of --lrs), the mean success of the student's rollouts over steps 2..D (sampled after at
 least one update), never by the held-out evaluation the table reports; the other sweep runs are stopped there
 (they leave a STOPPED file) and the chosen one finishes as the table's seed 0; the other seeds then run at that
 lr. Every algorithm gets the same sweep budget. At most --jobs runs at a time, each with one thread. Finished
@@ -144,7 +145,7 @@ def main():
     p.add_argument("--gguf-file", default="SmolLM2-135M-Instruct.Q4_1.gguf")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS, help="lr sweep (seed 0), the same for all")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first one is the sweep seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the first one is the sweep seed")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
