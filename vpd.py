@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -55,20 +56,25 @@ class Config:
                     "path/to/file.py:ClassName (your tasks.Task subclass)")
     dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k, qa:PATH); default: embedded",
                        type=str)
+    unsafe_sandbox: bool = arg(False, "code task where namespaces do not work (some containers): run model code "
+                               "with weak isolation; it can then read your files and reach the network")
     algo: str = arg("vpd", "vpd | sdpo | grpo (VPD.md §7)", choices=["vpd", "sdpo", "grpo"])
     steps: int = arg(200, "training steps (one batch of rollouts each)")
     seed: int = arg(0, "random seed")
     device: str = arg("auto", "auto | cpu | cuda | cuda:N")
     dtype: str = arg("auto", "compute dtype (autocast): auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16. "
-                     "Weights and optimizer stay fp32", choices=["auto", "float32", "bfloat16", "float16"])
+                     "Weights and optimizer stay fp32 (no float16: it would need loss scaling)",
+                     choices=["auto", "float32", "bfloat16"])
     output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device may change",
-                      type=str)
+    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device, "
+                      "--unsafe-sandbox may change", type=str)
     # sampling (§6)
     batch_prompts: int = arg(4, "B: prompts per step")
     group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
     max_new_tokens: int = arg(512, "completion budget (task preset)")
     temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
+    thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3's enable_thinking); <think> blocks "
+                         "are stripped from what the judges grade and from sibling demonstrations either way")
     gen_cache: str = arg("dynamic", "KV cache of generate: dynamic, or static (transformers compiles the decoder: "
                          "8.5x tokens/s on the tiny CPU model once compiled, after 26-73 s of compiling; "
                          "benchmarks/RESULTS.md)", choices=["dynamic", "static"])
@@ -95,11 +101,14 @@ class Config:
                                   type=float)
     e_prior: str = arg("student", "E-step prior: the current student (dynamic trust region) or the initial model",
                        choices=["student", "initial"])
-    e_lr: float = arg(None, "E-step learning rate (default: --lr)", type=float)
+    e_lr: float = arg(None, "E-step learning rate (default: --lr) of its own optimizer", type=float)
+    e_optimizer: str = arg("adamw", "the E-step's own optimizer (its moments never mix with the M-step's): adamw "
+                           "(+8 bytes/parameter: about +4 GB fp32 moments for a 0.5B model) or sign "
+                           "(theta -= e_lr * sign(g): Adam's first step, no state)", choices=["adamw", "sign"])
     e_buffer: str = arg("all", "E-step data: all rollouts since the last E-step, or only the last batch "
                         "(reconstructed)", choices=["all", "last"])
     # baselines (§7)
-    teacher: str = arg("ema", "SDPO teacher: live (shared weights) | ema | base (frozen initial)",
+    teacher: str = arg("ema", "SDPO teacher (--algo sdpo only): live (shared weights) | ema | base (frozen initial)",
                        choices=["live", "ema", "base"])
     ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
     grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
@@ -247,23 +256,48 @@ def load_model(cfg: Config):
     return model, tok
 
 
-def eos_ids(model, tok) -> list[int]:
-    """Union of the tokenizer's and the generation config's EOS ids (Qwen base ends with <|endoftext|>, chat
-    turns with <|im_end|>; pitfall 1)."""
+def stop_ids(model, tok) -> list[int]:
+    """Token ids that end a completion (pitfall 1): the chat template's end-of-turn token(s) first, then the EOS ids
+    of the tokenizer and the generation config. Qwen2.5 base is prompted in ChatML but its EOS is <|endoftext|>:
+    without <|im_end|> its rollouts run on into invented turns."""
     ids = model.generation_config.eos_token_id
     ids = [ids] if isinstance(ids, int) else list(ids or [])
-    return sorted({*ids, tok.eos_token_id} - {None})
+    return [i for i in dict.fromkeys(end_of_turn_ids(tok) + ids + [tok.eos_token_id]) if i is not None]
 
 
-def chat_ids(tok, user_text: str, system: str | None = None) -> list[int]:
-    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback)."""
+def end_of_turn_ids(tok) -> list[int]:
+    """The added tokens that the chat template puts right after an assistant message (ChatML <|im_end|>, Llama-3
+    <|eot_id|>, Gemma <end_of_turn>): render a conversation whose assistant text is known and read what follows it."""
+    probe = "Probe answer 417."
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
+                                       tokenize=False)
+    except Exception:  # noqa: BLE001  (no template, or one that cannot render this conversation: EOS ids only)
+        return []
+    if probe not in text:
+        return []
+    after = tok(text.rsplit(probe, 1)[1].lstrip(), add_special_tokens=False)["input_ids"]
+    return list(itertools.takewhile(set(tok.added_tokens_decoder).__contains__, after))
+
+
+def chat_ids(tok, user_text: str, system: str | None = None, thinking: bool = False) -> list[int]:
+    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback).
+    Templates with a thinking switch (Qwen3's enable_thinking) get it off unless `thinking`; others ignore it."""
     if getattr(tok, "chat_template", None):
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
                                                                                    "content": user_text}]
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
     else:
         text = (system + "\n\n" if system else "") + user_text + "\n"
     return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def strip_thinking(text: str) -> str:
+    """The answer without its reasoning: <think>...</think> blocks go, as does everything up to a lone </think> (the
+    template opened the block) and an unclosed <think> (truncated while thinking). Judges and siblings see this."""
+    if "<think>" not in text and "</think>" not in text:
+        return text
+    return re.sub(r"<think>.*?(?:</think>|$)", "", text, flags=re.S).rsplit("</think>", 1)[-1].lstrip()
 
 
 # ================================================================================================================
@@ -282,21 +316,24 @@ def cap(text: str, max_chars: int) -> str:
 
 def teacher_text(prompt: str, sibling: str | None, feedback: str, max_chars: int) -> str | None:
     """Teacher user message = prompt + optional successful sibling + optional feedback + instruction; None when
-    there is neither (the rollout is then masked out of both steps). Only sibling/feedback text is capped."""
+    there is neither (the rollout is then masked out of both steps). Feedback text is capped; a sibling longer than
+    the cap is left out, never cut in the middle of its code (a cut solution is no demonstration)."""
+    sibling = sibling if sibling and len(sibling) <= max_chars else None
     if not sibling and not feedback:
         return None
-    solution = SOLUTION_TEMPLATE.format(sibling=cap(sibling, max_chars)) if sibling else ""
+    solution = SOLUTION_TEMPLATE.format(sibling=sibling) if sibling else ""
     fb = FEEDBACK_TEMPLATE.format(feedback=cap(feedback, max_chars)) if feedback else ""
     return TEACHER_TEMPLATE.format(prompt=prompt, solution=solution, feedback=fb)
 
 
-def group_contexts(successes: list[bool], completions: list[str], feedbacks: list[str],
-                   use_sibling: bool) -> list[tuple[str | None, str]]:
-    """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout; a lone
-    success has none (pitfall 5)."""
+def group_contexts(successes: list[bool], completions: list[str], feedbacks: list[str], use_sibling: bool,
+                   max_chars: float = math.inf) -> list[tuple[str | None, str]]:
+    """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout that fits
+    in max_chars; a lone success has none (pitfall 5)."""
     out = []
     for i in range(len(successes)):
-        sib = next((completions[j] for j in range(len(successes)) if j != i and successes[j]), None)
+        sib = next((completions[j] for j in range(len(successes))
+                    if j != i and successes[j] and len(completions[j]) <= max_chars), None)
         out.append((sib if use_sibling else None, feedbacks[i]))
     return out
 
@@ -324,10 +361,13 @@ def support_logprobs(logits: torch.Tensor, idx: torch.Tensor | None, tail: bool)
     log(1 - sum_k p) appended (k+1 entries summing to one) or the k entries renormalised."""
     if idx is None:
         return logits.log_softmax(-1)
-    lp = logits.gather(-1, idx) - logits.logsumexp(-1, keepdim=True)
+    lse = logits.logsumexp(-1, keepdim=True)
+    lp = logits.gather(-1, idx) - lse
     if not tail:
         return lp - lp.logsumexp(-1, keepdim=True)
-    tail_lp = torch.log((-torch.expm1(lp.logsumexp(-1, keepdim=True))).clamp(min=1e-12))   # log(1 - sum_k p)
+    # log(1 - sum_k p) = logsumexp(logits outside the top-k) - logsumexp(all): no cancellation when the tail is tiny
+    # (1 - sum_k p in fp32 is rounding noise below ~1e-7). Floored at -1e4: an empty tail (k = V) gives 0 * finite.
+    tail_lp = (logits.scatter(-1, idx, float("-inf")).logsumexp(-1, keepdim=True) - lse).clamp(min=-1e4)
     return torch.cat([lp, tail_lp], -1)
 
 
@@ -362,14 +402,16 @@ def bco_loss(logq: torch.Tensor, logp: torch.Tensor, success: torch.Tensor, beta
 
 
 def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, int]:
-    """delta = running mean of the E-steps' mean implicit rewards, updated after each E-step."""
+    """delta = running mean of the E-steps' mean implicit rewards, the current E-step's included (BCO: the mean
+    takes the batch in before the loss uses it, so delta != 0 from the first E-step on)."""
     return delta + (batch_mean - delta) / (count + 1), count + 1
 
 
 def adapt_beta(beta: float, kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
     """Adaptive trust region (this project's reading of 'adaptive', PPO-style): a larger beta_E makes the BCO loss
     saturate closer to the prior, so raise it when the measured per-token KL overshoots the target, lower it when
-    the KL undershoots."""
+    the KL undershoots. (A larger beta_E also scales the E-step's gradient up, but the E-step's own AdamW divides
+    that scale out: measured, a larger beta_E leaves the teacher closer to the student; README.)"""
     if kl_value > target * tolerance:
         return beta * rate
     if kl_value < target / tolerance:
@@ -437,31 +479,40 @@ def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
            eos: list[int], cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
-    """n completions per prompt in one batched generate (prompts left-padded, every EOS id stops a row).
-    Returns (completion ids up to the first EOS, decoded text, truncated) per row, prompt-major."""
+    """n completions per prompt in one batched generate (prompts left-padded, every stop id ends a row), sampled
+    from the model's own distribution at `temperature` with nucleus `top_p` and nothing else (§6: on-policy).
+    Returns (completion ids up to the first stop id, decoded text without <think> blocks, truncated) per row,
+    prompt-major."""
+    from transformers import GenerationConfig
     device = next(model.parameters()).device
     ids, mask = pad_left(prompts, tok.pad_token_id, device)
     was_training = model.training
     model.eval()
-    with autocast(device):
-        out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                             max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                             temperature=temperature or None, top_p=top_p if temperature > 0 else None,
-                             top_k=0 if temperature > 0 else None, eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                             cache_implementation=None if cache == "dynamic" else cache)
-    model.train(was_training)
+    # Only what is asked for: generate fills every unset field from model.generation_config, and checkpoints ship
+    # repetition_penalty, top_k, min_p ... there. An empty one stands in for it during the call.
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
+                           top_k=0, top_p=top_p if temperature > 0 else 1.0, eos_token_id=eos,
+                           pad_token_id=tok.pad_token_id, cache_implementation=None if cache == "dynamic" else cache)
+    saved, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        with autocast(device):
+            out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                                 generation_config=gen)
+    finally:
+        model.generation_config = saved
+        model.train(was_training)
     comp = out[:, ids.shape[1]:]
     cmask, truncated = completion_mask(comp, eos)
     rows = []
     for i in range(comp.shape[0]):
         c = comp[i, :int(cmask[i].sum())].tolist()
-        rows.append((c, tok.decode(c, skip_special_tokens=True), bool(truncated[i])))
+        rows.append((c, strip_thinking(tok.decode(c, skip_special_tokens=True)), bool(truncated[i])))
     return rows
 
 
 def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollout]:
     """B prompts x G rollouts from the student, scored by the task; teacher contexts attached unless GRPO."""
-    prompts = [chat_ids(tok, task.prompt(ex), task.system) for ex in examples]
+    prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
     samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos,
                      cfg.gen_cache)
     exs = [ex for ex in examples for _ in range(cfg.group_size)]
@@ -479,11 +530,11 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollo
     for g in range(len(examples)):
         group = rollouts[g * cfg.group_size:(g + 1) * cfg.group_size]
         contexts = group_contexts([r.success for r in group], [r.text for r in group], [r.feedback for r in group],
-                                  "sibling" in sources)
+                                  "sibling" in sources, cfg.feedback_max_chars)
         for r, (sib, fb) in zip(group, contexts):
             r.teacher_prompt = teacher_text(task.prompt(examples[g]), sib, fb, cfg.feedback_max_chars)
             if r.teacher_prompt is not None:
-                r.teacher_ids = chat_ids(tok, r.teacher_prompt, task.system)
+                r.teacher_ids = chat_ids(tok, r.teacher_prompt, task.system, cfg.thinking)
     return rollouts
 
 
@@ -499,7 +550,7 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
     queries = [chat_ids(tok, CRITIQUE_TEMPLATE.format(
         prompt=task.prompt(exs[i]), attempt=cap(rollouts[i].text, cfg.feedback_max_chars),
         feedback=cap(rollouts[i].feedback or task.reference(exs[i]) or "(none)", cfg.feedback_max_chars)),
-        task.system) for i in failed]
+        task.system, cfg.thinking) for i in failed]
     critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos)
     for i, (_, text, _) in zip(failed, critiques):
         rollouts[i].feedback = text.strip()
@@ -577,37 +628,48 @@ def backward(loss: torch.Tensor, sums: dict) -> None:
 # ================================================================================================================
 def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: int) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
-    Updates nothing else: the caller steps the optimizer, then delta and beta_E (update_e_state)."""
+    delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so a first
+    pass without grad measures them (one more teacher forward). Changes no state: the caller steps the optimizer,
+    then stores delta and adapts beta_E (update_e_state)."""
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
         return {}
-    sums = {"loss": 0.0, "nonfinite": 0}
-    rewards, succ, kls, ntok = [], [], 0.0, 0
-    for mb in micro_batches(rows, cfg.micro_batch):
-        comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
-        logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature, pad),
-                                comp)
-        with torch.no_grad():
+    device, beta = next(model.parameters()).device, state["beta"]
+    logq, logp, kls, ntok = [], [], 0.0, 0
+    with torch.no_grad():   # pass 1: r~ of every row at the current weights
+        for mb in micro_batches(rows, cfg.micro_batch):
+            comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
+            logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature,
+                                                      pad), comp)
             logp_t = token_logprobs(completion_logits(prior, [r.prompt_ids for r in mb], comp, cfg.temperature,
                                                       pad), comp)
-        s = torch.tensor([float(r.success) for r in mb], device=comp.device)
-        loss, r_tilde = bco_loss((logq_t * mask).sum(1), (logp_t * mask).sum(1), s, state["beta"], state["delta"])
+            logq.append((logq_t * mask).sum(1))
+            logp.append((logp_t * mask).sum(1))
+            kls += (kl_k3(logp_t, logq_t) * mask).sum().item()
+            ntok += int(mask.sum())
+    logp_all, succ = torch.cat(logp), torch.tensor([float(r.success) for r in rows], device=device)
+    r_all = beta * (torch.cat(logq) - logp_all)
+    delta = update_delta(state["delta"], state["delta_count"], r_all.mean().item())[0]
+    sums, done = {"loss": 0.0, "nonfinite": 0}, 0
+    for mb in micro_batches(rows, cfg.micro_batch):   # pass 2: the loss with that delta
+        comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
+        logq_t = token_logprobs(completion_logits(model, [r.teacher_ids for r in mb], comp, cfg.temperature, pad),
+                                comp)
+        loss, _ = bco_loss((logq_t * mask).sum(1), logp_all[done:done + len(mb)], succ[done:done + len(mb)], beta,
+                           delta)
         backward(loss * len(mb) / len(rows), sums)
-        rewards.append(r_tilde)
-        succ.append(s)
-        kls += (kl_k3(logp_t, logq_t.detach()) * mask).sum().item()
-        ntok += int(mask.sum())
-    r_all, s_all = torch.cat(rewards), torch.cat(succ).bool()
+        done += len(mb)
+    s_all = succ.bool()
     margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
-    return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(),
+    return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
             "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows), "nonfinite": sums["nonfinite"]}
 
 
 def update_e_state(state: dict, metrics: dict, cfg: Config) -> None:
-    if "E/reward_mean" not in metrics:
+    """After an E-step's update: keep its delta (this E-step's rewards included) and adapt beta_E."""
+    if "E/delta" not in metrics:
         return
-    state["delta"], state["delta_count"] = update_delta(state["delta"], state["delta_count"],
-                                                        metrics["E/reward_mean"])
+    state["delta"], state["delta_count"] = metrics["E/delta"], state["delta_count"] + 1
     if cfg.e_beta_target_kl is not None:
         state["beta"] = adapt_beta(state["beta"], metrics["E/teacher_student_kl"], cfg.e_beta_target_kl)
 
@@ -649,8 +711,8 @@ def warmup(model, tok, task, cfg: Config, eos) -> float:
                                if ok])
             text = teacher_text(task.prompt(ex), target if form != "fb" else None, fb if form != "sib" else "",
                                 cfg.feedback_max_chars)
-            prompts.append(chat_ids(tok, text, task.system))
-            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+            prompts.append(chat_ids(tok, text, task.system, cfg.thinking))
+            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [eos[0]])   # the end of turn
         comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
         logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id), comp)
         batch_loss = -(logp * mask).sum() / mask.sum()
@@ -674,7 +736,7 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        prompts = [chat_ids(tok, task.prompt(ex), task.system) for ex in examples]
+        prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
         outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos)
         scores = task.score_batch([ex for ex in examples for _ in range(n)], [o[1] for o in outs])
         wins = [[s.reward >= cfg.success_threshold for s in scores[i * n:(i + 1) * n]] for i in range(len(examples))]
@@ -684,8 +746,8 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
         fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
                  for i, ex in enumerate(examples) if scores[i * n].feedback]
         if fixes:
-            t_out = sample(model, tok, [chat_ids(tok, t, task.system) for _, t in fixes], 1, cfg.max_new_tokens,
-                           cfg.eval_temperature, cfg.eval_top_p, eos)
+            t_out = sample(model, tok, [chat_ids(tok, t, task.system, cfg.thinking) for _, t in fixes], 1,
+                           cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos)
             t_scores = task.score_batch([ex for ex, _ in fixes], [o[1] for o in t_out])
             m["eval/teacher_success"] = sum(s.reward >= cfg.success_threshold for s in t_scores) / len(fixes)
         m["eval/teacher_n"] = len(fixes)
@@ -695,7 +757,8 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
 # ================================================================================================================
 # Checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly
 # ================================================================================================================
-def save_checkpoint(run_dir: str, model, tok, teacher_copy, prior_copy, cfg: Config, state: dict, opt) -> None:
+def save_checkpoint(run_dir: str, model, tok, teacher_copy, prior_copy, cfg: Config, state: dict, opt,
+                    e_opt=None) -> None:
     tmp, final, old = (os.path.join(run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -705,7 +768,8 @@ def save_checkpoint(run_dir: str, model, tok, teacher_copy, prior_copy, cfg: Con
             m.save_pretrained(os.path.join(tmp, name))
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
            else None}
-    torch.save({"state": state, "optimizer": opt.state_dict(), "rng": rng, "config": dataclasses.asdict(cfg)},
+    torch.save({"state": state, "optimizer": opt.state_dict(), "e_optimizer": e_opt.state_dict() if e_opt else None,
+                "rng": rng, "config": dataclasses.asdict(cfg)},
                os.path.join(tmp, "trainer_state.pt"))
     if os.path.exists(final):
         os.replace(final, old)
@@ -750,6 +814,7 @@ def health_warnings(recent: list[dict]) -> list[str]:
 def train(cfg: Config) -> str:
     validate(cfg)
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
+    tasks_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
     task = tasks_lib.get_task(cfg.task, cfg.dataset)
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
@@ -758,7 +823,7 @@ def train(cfg: Config) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
     _AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
-                     "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+                     "bfloat16": torch.bfloat16}[cfg.dtype]
     torch.manual_seed(cfg.seed)
     model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
     model.to(device)
@@ -766,7 +831,7 @@ def train(cfg: Config) -> str:
         raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    eos, pad = eos_ids(model, tok), tok.pad_token_id
+    eos, pad = stop_ids(model, tok), tok.pad_token_id
     task_name = re.sub(r"[^\w.-]+", "_", os.path.basename(cfg.task))   # path/to/my.py:Cls -> my.py_Cls
     run_dir = cfg.output_dir or os.path.join("runs", f"{task_name}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     if resume:   # lines logged after the checkpoint (a crash) are dropped: those steps run again
@@ -790,10 +855,13 @@ def train(cfg: Config) -> str:
     teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None
     prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    e_opt = e_optimizer(model, cfg) if cfg.algo == "vpd" else None
     if resume:
         ckpt, saved = resume
         state = saved["state"]
         opt.load_state_dict(saved["optimizer"])
+        if e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
+            e_opt.load_state_dict(saved["e_optimizer"])
         for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
             if m is not None:
                 m.load_state_dict(type(model).from_pretrained(os.path.join(ckpt, name)).state_dict())
@@ -834,11 +902,12 @@ def train(cfg: Config) -> str:
             buffer = (buffer + rollouts) if cfg.e_buffer == "all" else rollouts
             if step % cfg.e_every == 0:
                 t_e = time.time()
-                opt.zero_grad(set_to_none=True)
+                e_opt.zero_grad(set_to_none=True)
                 e = e_step(model, prior, buffer, cfg, state, pad)
                 if e:
-                    e.update({f"E/{k}": v for k, v in optimizer_step(model, opt, cfg.e_lr or cfg.lr, cfg.max_grad_norm,
-                                                                      e.pop("nonfinite"), state).items()})
+                    e.update({f"E/{k}": v for k, v in optimizer_step(model, e_opt, cfg.e_lr or cfg.lr,
+                                                                      cfg.max_grad_norm, e.pop("nonfinite"),
+                                                                      state).items()})
                     update_e_state(state, e, cfg)
                 m.update(e, **{"E/delta": state["delta"], "E/beta": state["beta"], "E/seconds": time.time() - t_e})
                 buffer = []
@@ -872,7 +941,7 @@ def train(cfg: Config) -> str:
         if step % cfg.save_every == 0 or step == cfg.steps:
             state["data_rng"] = data_rng.getstate()
             state["buffer"] = [dataclasses.asdict(r) for r in buffer]
-            save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt)
+            save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt, e_opt)
     return run_dir
 
 
@@ -894,6 +963,29 @@ def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, 
         group["lr"] = lr
     opt.step()
     return {"grad_norm": grad_norm, "skipped": 0}
+
+
+class SignDescent(torch.optim.Optimizer):
+    """theta <- theta - lr * sign(g): Adam's first step from zero moments, with no state kept (--e-optimizer sign)."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+def e_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
+    """The E-step's own optimizer (§4): its moments never mix with the M-step's, so --e-lr sets the E-step's step
+    size. AdamW's two fp32 moments cost 8 bytes per parameter (about +4 GB for a 0.5B model), allocated at the first
+    E-step; sign descent keeps nothing."""
+    lr = cfg.e_lr or cfg.lr
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if cfg.e_optimizer == "adamw" \
+        else SignDescent(model.parameters(), lr)
 
 
 # ================================================================================================================
@@ -959,11 +1051,14 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
     args = p.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if "resume" in given:   # the run's saved settings; only these may change
-        extra = sorted(set(given) - {"resume", "steps", "device"})
+        extra = sorted(set(given) - {"resume", "steps", "device", "unsafe_sandbox"})
         if extra:
-            raise UserError(f"--resume continues a run with its saved settings; only --steps and --device may be "
-                            f"given, not --{extra[0].replace('_', '-')}")
+            raise UserError("--resume continues a run with its saved settings; only --steps, --device and "
+                            f"--unsafe-sandbox may be given, not --{extra[0].replace('_', '-')}")
         return Config(**{**load_checkpoint(given["resume"])[1]["config"], **given}), args
+    if "teacher" in given and given.get("algo", Config.algo) != "sdpo":
+        raise UserError("--teacher chooses SDPO's teacher; with --algo vpd the teacher is the model itself reading "
+                        "the feedback (drop --teacher, or use --algo sdpo)")
     task = given.get("task", Config.task)
     return Config(**{**PRESETS.get(task, {}), **given}), args
 

@@ -286,7 +286,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     vocab = model.config.vocab_size
-    eos, pad = vpd.eos_ids(model, tok), tok.pad_token_id
+    eos, pad = vpd.stop_ids(model, tok), tok.pad_token_id
     avoid = set(eos) | {pad, 0, 1, 2}
     micro = args.micro_batch[0]
     cfg = vpd.Config(algo=algo, batch_prompts=args.prompts, group_size=args.group_size,
@@ -406,7 +406,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
 def bench_generation(args, device, mem: Mem) -> None:
     model, tok = build(args.preset, args.seed, device, args)
     vocab = model.config.vocab_size
-    eos = vpd.eos_ids(model, tok)
+    eos = vpd.stop_ids(model, tok)
     avoid = set(eos) | {tok.pad_token_id, 0, 1, 2}
     rng = random.Random(args.seed)
     ntok = args.prompts * args.group_size * args.new_tokens
