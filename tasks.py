@@ -1649,19 +1649,243 @@ def _load_gsm8k(split, local):
     return out
 
 
-TASKS = {"toy": ToyTask, "code": CodeTask, "science": ScienceTask, "math": MathTask}
+# ----------------------------------------------------------------------------------------------------------------
+# qa: bring your own short-answer data, a JSONL file of {"question", "answer", "explanation"?, "choices"?} rows.
+# ----------------------------------------------------------------------------------------------------------------
+_QA_NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
+_QA_MARKER = re.compile(r"(?i)\b(?:final\s+)?answer\s*(?:is|:)\s*:?")
+_QA_END_PUNCT = ".,;:!?"
+
+
+def qa_normalise(text: str) -> str:
+    """Lower case, accents dropped (NFKD, combining marks removed: Bogotá = Bogota), markdown emphasis/backticks and
+    surrounding quotes removed, whitespace collapsed, end punctuation (.,;:!?) stripped."""
+    import unicodedata
+    s = "".join(c for c in unicodedata.normalize("NFKD", str(text)) if not unicodedata.combining(c))
+    s = s.lower().replace("*", "").replace("`", "")
+    s = " ".join(s.split())
+    while s and (s[-1] in _QA_END_PUNCT or s[0] in "\"'" or s[-1] in "\"'"):
+        s = s.strip(_QA_END_PUNCT).strip("\"'").strip()
+    return s
+
+
+def qa_numbers(text: str) -> list[float]:
+    """The numbers in a text, in order: thousands separators allowed; a '-' right before a number is a sign unless
+    it follows a digit or ')' (then it is a minus: '47 - 12' gives 47, 12)."""
+    out = []
+    for m in _QA_NUMBER.finditer(text):
+        value = float(m.group().replace(",", ""))
+        before = text[:m.start()]
+        if before.endswith("-") and not before[:-1].rstrip()[-1:].isdigit() and not before[:-1].rstrip().endswith(")"):
+            value = -value
+        out.append(value)
+    return out
+
+
+def _qa_as_number(text: str) -> float | None:
+    """The value of a text that is exactly one number (after qa_normalise), else None."""
+    s = qa_normalise(text)
+    nums = qa_numbers(s)
+    return nums[0] if len(nums) == 1 and re.fullmatch(r"-?[\d,]+(?:\.\d+)?", s) else None
+
+
+def _qa_contains(text: str, phrase: str) -> bool:
+    return bool(phrase) and re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text) is not None
+
+
+class QATask(Task):
+    """Short-answer questions from a JSONL file: `--task qa --dataset qa:PATH`.
+
+    Rows: {"question": str, "answer": str | number, "explanation": str (optional), "choices": [str, ...] (optional)};
+    other keys are ignored. With "choices" the prompt lists them as A., B., ...; the answer is one of the choices
+    (its text) or its letter. PATH is one JSONL file (an item is test iff sha1(question) % 5 == 0, else train) or a
+    pattern with "{split}" (PATH with train / test substituted). A malformed row is a TaskError naming its line.
+
+    Scoring (reward 1 or 0). normalise = lower case, accents dropped, whitespace collapsed, markdown * and `,
+    surrounding quotes and end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" / "answer:" marker up to
+    the end of that line when the reply has one, else the whole reply. The reply is correct when
+      1. exact: normalise(candidate) == normalise(answer); when both are a single number they are compared as
+         numbers (1,000 == 1000.0); or, where the short answer is unambiguous inside a longer reply,
+      2. number answer: the distinct numbers in the candidate, leaving out values that occur in the question
+         (a restated question), are exactly {answer} ("12 + 35 = 47" is right for 47; "47 or 48" is wrong);
+      3. text answer without choices: normalise(answer) occurs in normalise(candidate) as a whole phrase (not inside
+         a longer word: "Paris" matches "It is Paris." but not "Parisian");
+      4. with choices: the candidate starts with a letter ("B", "(B)", "B." , "B)") of an option, or else exactly one
+         option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong.
+    Feedback of a wrong reply: what it answered (the candidate's first line, capped), the correct answer, and the
+    explanation when the row has one. A right reply gets no feedback.
+    """
+    name = "qa"
+    max_new_tokens = 64
+    instruction = "Reply with the answer only."
+
+    def __init__(self, dataset: str | None = None):
+        if not dataset:
+            raise TaskError("task 'qa' reads your data: pass --dataset qa:PATH (a JSONL file of "
+                            "{\"question\", \"answer\"} rows; see README)")
+        name, _, path = dataset.partition(":")
+        if name != "qa" or not path:
+            raise TaskError(f"task 'qa' takes --dataset qa:PATH (a JSONL file), not {dataset!r}")
+        self.path = path
+
+    def load(self, split):
+        _check_split(split)
+        if "{split}" in self.path:
+            return self.read(self.path.replace("{split}", split))
+        return [r for r in self.read(self.path) if _hash_split(r["question"], split)]
+
+    @staticmethod
+    def read(path: str) -> list[dict]:
+        """Validated rows of a JSONL file (blank lines skipped); TaskError 'PATH line N: ...' on the first bad row."""
+        if not os.path.isfile(path):
+            raise TaskError(f"qa data file {path!r} does not exist (give a JSONL file of question/answer rows)")
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append(QATask._row(line, f"{path} line {n}"))
+        if not rows:
+            raise TaskError(f"qa data file {path!r} has no rows")
+        return rows
+
+    @staticmethod
+    def _row(line: str, where: str) -> dict:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+        if not isinstance(row, dict):
+            raise TaskError(f"{where}: a row must be a JSON object with \"question\" and \"answer\"")
+        q, a = row.get("question"), row.get("answer")
+        if not isinstance(q, str) or not q.strip():
+            raise TaskError(f"{where}: \"question\" must be a non-empty string")
+        if isinstance(a, bool) or not isinstance(a, (str, int, float)) or not str(a).strip():
+            raise TaskError(f"{where}: \"answer\" must be a non-empty string or a number")
+        why = row.get("explanation", "")
+        if not isinstance(why, str):
+            raise TaskError(f"{where}: \"explanation\" must be a string")
+        out = {"question": q.strip(), "answer": str(a).strip(), "explanation": why.strip()}
+        choices = row.get("choices")
+        if choices is not None:
+            if (not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS)
+                    or not all(isinstance(c, str) and c.strip() for c in choices)):
+                raise TaskError(f"{where}: \"choices\" must be a list of 2 to {len(LETTERS)} non-empty strings")
+            texts = [qa_normalise(c) for c in choices]
+            ans = qa_normalise(a)
+            if ans in texts:
+                k = texts.index(ans)
+            elif len(ans) == 1 and ans.upper() in LETTERS[:len(choices)]:
+                k = LETTERS.index(ans.upper())
+            else:
+                raise TaskError(f"{where}: \"answer\" {a!r} is neither one of the choices nor a letter "
+                                f"A-{LETTERS[len(choices) - 1]}")
+            out.update(choices=[c.strip() for c in choices], answer=choices[k].strip(), letter=LETTERS[k])
+        return out
+
+    def prompt(self, ex):
+        opts = "".join(f"\n{LETTERS[i]}. {c}" for i, c in enumerate(ex.get("choices") or []))
+        return f"{ex['question']}{opts}\n\n{self.instruction}"
+
+    @staticmethod
+    def candidate(reply: str) -> str:
+        """The text after the last answer marker up to the end of its line, else the whole reply."""
+        last = None
+        for last in _QA_MARKER.finditer(reply):
+            pass
+        return reply[last.end():].split("\n")[0] if last else reply
+
+    def correct(self, ex: dict, reply: str) -> bool:
+        """Rules 1-4 of the class docstring."""
+        cand, ans = qa_normalise(self.candidate(reply)), qa_normalise(ex["answer"])
+        if ex.get("choices"):
+            m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", cand)
+            letters = LETTERS[:len(ex["choices"])].lower()
+            if m and m.group(1) in letters:
+                return m.group(1).upper() == ex["letter"]
+            if cand == ans:
+                return True
+            named = [c for c in ex["choices"] if _qa_contains(cand, qa_normalise(c))]
+            return len(named) == 1 and qa_normalise(named[0]) == ans
+        value = _qa_as_number(ans)
+        if value is None:
+            return cand == ans or _qa_contains(cand, ans)
+        asked = set(qa_numbers(ex["question"])) - {value}
+        found = {v for v in qa_numbers(cand) if v not in asked}
+        return found == {value}
+
+    def score(self, ex, completion):
+        said = self.candidate(completion).strip().split("\n")[0].strip()
+        info = {"answer": said}
+        if self.correct(ex, completion):
+            return Score(1.0, "", info)
+        said = f"You answered \"{_cap(said, 80)}\"" if said else "You gave no answer"
+        right = f"{ex['letter']}. {ex['answer']}" if ex.get("choices") else ex["answer"]
+        text = f"{said}, which is wrong. The correct answer is {right}."
+        if ex.get("explanation"):
+            text += f" {ex['explanation']}"
+        return Score(0.0, _cap(text), info)
+
+    def warmup_examples(self, rng, n):
+        """Made-up lookup questions (random code words and numbers, unrelated to any dataset's answers) whose
+        target is the answer named in the feedback: teaches the format 'read the correct answer from feedback'."""
+        out = []
+        for _ in range(n):
+            key = "".join(rng.choice("bcdfghjklmnpqrstvwxz") + rng.choice("aeiou") for _ in range(3))
+            target = str(rng.randrange(100, 1000)) if rng.random() < 0.5 else \
+                "".join(rng.choice("bcdfghjklmnpqrstvwxz") + rng.choice("aeiou") for _ in range(2)).capitalize()
+            wrong = str(rng.randrange(100, 1000))
+            ex = {"question": f"What is the registered code of the item '{key}'?", "answer": target,
+                  "explanation": ""}
+            out.append((ex, target, f"You answered \"{wrong}\", which is wrong. The correct answer is {target}."))
+        return out
+
+
+TASKS = {"toy": ToyTask, "code": CodeTask, "science": ScienceTask, "math": MathTask, "qa": QATask}
 
 
 def get_task(name: str, dataset: str | None = None) -> Task:
-    if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
-    cls = TASKS[name]
+    """A task by name (TASKS), or "path/to/file.py:ClassName": a Task subclass defined in that file."""
+    if name not in TASKS and ".py:" in name:
+        cls = load_task_class(name)
+    elif name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}, or "
+                        "path/to/file.py:ClassName for your own Task subclass")
+    else:
+        cls = TASKS[name]
     if dataset is None:
         return cls()
     try:
         return cls(dataset=dataset)
     except TypeError:
         raise TaskError(f"task {name!r} takes no --dataset (it has only its embedded data)") from None
+
+
+def load_task_class(spec: str) -> type:
+    """'path/to/file.py:ClassName' -> the class, imported from that file; it must subclass tasks.Task."""
+    import importlib.util
+    path, _, cls_name = spec.rpartition(":")
+    if not os.path.isfile(path):
+        raise TaskError(f"task file {path!r} does not exist (give --task path/to/file.py:ClassName)")
+    module_name = "vpd_user_task_" + re.sub(r"\W", "_", os.path.abspath(path))
+    try:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+    except Exception as e:   # noqa: BLE001  (the user's file: one line, not a traceback)
+        sys.modules.pop(module_name, None)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise TaskError(f"could not import task file {path!r}: {type(e).__name__}: {first}") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Task)
+                       and v.__module__ == module_name)
+        raise TaskError(f"task file {path!r} has no class {cls_name!r}" +
+                        (f"; its Task subclasses: {', '.join(found)}" if found else ""))
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TaskError(f"{cls_name!r} in {path!r} is not a subclass of tasks.Task (write class {cls_name}(Task): "
+                        "... after `from tasks import Task`)")
+    return cls
 
 
 def _bench_sandbox(n: int = 50) -> None:

@@ -512,7 +512,7 @@ def test_lcb_private_tests_refuse_objects():
 
 # ------------------------------------------------------------------ get_task and Hub loaders
 def test_get_task_errors():
-    with pytest.raises(TaskError, match="choose one of: code, math, science, toy"):
+    with pytest.raises(TaskError, match="choose one of: code, math, qa, science, toy, or path/to/file.py:ClassName"):
         get_task("chess")
     with pytest.raises(TaskError, match="humaneval, mbpp, livecodebench"):
         get_task("code", "apps")
@@ -649,6 +649,177 @@ def test_toy_unchanged():
     assert task.score(ex, ex["answer"]).reward == 1.0
     wrong = str((int(ex["answer"]) + 1) % 10)
     assert task.score(ex, wrong).feedback == f"Wrong: you answered {wrong}. The answer is {ex['answer']}."
+
+
+# ------------------------------------------------------------------ qa (bring your own data) and file:Class tasks
+def _qa_file(tmp_path, rows, name="qa.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+QA_CASES = [   # (answer, question, reply, reward)
+    ("47", "What is 12 + 35?", "47", 1.0),
+    ("47", "What is 12 + 35?", "  47.  ", 1.0),
+    ("47", "What is 12 + 35?", "**47**", 1.0),
+    ("47", "What is 12 + 35?", "47.0", 1.0),                           # numbers compared as numbers
+    ("47", "What is 12 + 35?", "12 + 35 = 47", 1.0),                   # the question's numbers are left out
+    ("47", "What is 12 + 35?", "The answer is 47 apples.", 1.0),
+    ("47", "What is 12 + 35?", "47 or 48", 0.0),                       # two candidates: ambiguous
+    ("47", "What is 12 + 35?", "12 + 35 = 48. The answer is: 47", 1.0),   # the last answer marker decides
+    ("47", "What is 12 + 35?", "The answer is 47.\nThe answer is 46.", 0.0),
+    ("47", "What is 12 + 35?", "forty-seven", 0.0),
+    ("47", "What is 12 + 35?", "147", 0.0),
+    ("47", "What is 12 + 35?", "", 0.0),
+    ("1000", "How many metres in a km?", "1,000 m", 1.0),
+    ("-7", "What is 5 - 12?", "5 - 12 = -7", 1.0),
+    ("-7", "What is 5 - 12?", "7", 0.0),
+    ("2.5", "Half of 5?", "2.50", 1.0),
+    ("Paris", "What is the capital of France?", "Paris", 1.0),
+    ("Paris", "What is the capital of France?", "PARIS!", 1.0),
+    ("Paris", "What is the capital of France?", "The capital of France is Paris.", 1.0),
+    ("Paris", "What is the capital of France?", "Parisian food", 0.0),   # whole phrase only
+    ("Paris", "What is the capital of France?", "Lyon", 0.0),
+    ("New York", "Largest US city?", "new   york", 1.0),                 # whitespace collapsed
+    ("New York", "Largest US city?", "York", 0.0),
+    ("Bogota", "What is the capital of Colombia?", "Bogotá.", 1.0),           # accents dropped
+    ("Reykjavík", "What is the capital of Iceland?", "It is Reykjavik", 1.0),
+]
+
+
+@pytest.mark.parametrize("answer,question,reply,reward", QA_CASES)
+def test_qa_scoring_rules(tmp_path, answer, question, reply, reward):
+    task = get_task("qa", "qa:" + _qa_file(tmp_path, [{"question": question, "answer": answer}]))
+    (ex,) = task.read(task.path)
+    assert task.score(ex, reply).reward == reward
+
+
+def test_qa_choices_scoring(tmp_path):
+    rows = [{"question": "Which is a gas at room temperature?", "choices": ["Iron", "Oxygen", "Salt"],
+             "answer": "Oxygen", "explanation": "Oxygen boils at -183 C."},
+            {"question": "Pick the second.", "choices": ["x", "y"], "answer": "b"}]
+    task = get_task("qa", "qa:" + _qa_file(tmp_path, rows))
+    ex, ex2 = task.read(task.path)
+    assert ex["letter"] == "B" and ex2["answer"] == "y" and ex2["letter"] == "B"
+    assert task.prompt(ex) == ("Which is a gas at room temperature?\nA. Iron\nB. Oxygen\nC. Salt\n\n"
+                               "Reply with the answer only.")
+    want = {"B": 1.0, "(B)": 1.0, "B. Oxygen": 1.0, "b)": 1.0, "Answer: B": 1.0, "oxygen": 1.0,
+            "It is oxygen.": 1.0, "A": 0.0, "C. Salt": 0.0, "Iron or oxygen": 0.0, "Nitrogen": 0.0, "D": 0.0}
+    assert {r: task.score(ex, r).reward for r in want} == want
+    assert task.score(ex, "Salt").feedback == ("You answered \"Salt\", which is wrong. The correct answer is "
+                                               "B. Oxygen. Oxygen boils at -183 C.")
+
+
+def test_qa_feedback_texts(tmp_path):
+    rows = [{"question": "What is 6 x 7?", "answer": 42, "explanation": "6 x 7 = 42."},
+            {"question": "Capital of Peru?", "answer": "Lima"}]
+    task = get_task("qa", "qa:" + _qa_file(tmp_path, rows))
+    num, text = task.read(task.path)
+    assert num["answer"] == "42"                                        # numbers in the file become text
+    assert task.score(num, "I think 41.\nMaybe.").feedback == \
+        "You answered \"I think 41.\", which is wrong. The correct answer is 42. 6 x 7 = 42."
+    assert task.score(num, "").feedback == "You gave no answer, which is wrong. The correct answer is 42. 6 x 7 = 42."
+    assert task.score(text, "The answer is Quito.").feedback == \
+        "You answered \"Quito.\", which is wrong. The correct answer is Lima."
+    ok = task.score(text, "Lima")
+    assert ok.reward == 1.0 and ok.feedback == ""
+    assert task.prompt(text) == "Capital of Peru?\n\nReply with the answer only."
+    assert task.reference(num) == "6 x 7 = 42."
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ("{not json", "line 3: not valid JSON"),
+    ('["a", "b"]', "line 3: a row must be a JSON object"),
+    ('{"answer": "4"}', "line 3: \"question\" must be a non-empty string"),
+    ('{"question": "Q?"}', "line 3: \"answer\" must be a non-empty string or a number"),
+    ('{"question": "Q?", "answer": true}', "line 3: \"answer\""),
+    ('{"question": "Q?", "answer": "x", "explanation": 3}', "line 3: \"explanation\" must be a string"),
+    ('{"question": "Q?", "answer": "x", "choices": ["x"]}', "line 3: \"choices\" must be a list of 2"),
+    ('{"question": "Q?", "answer": "z", "choices": ["x", "y"]}', "line 3: \"answer\" 'z' is neither one of"),
+])
+def test_qa_malformed_row_names_its_line(tmp_path, bad, msg):
+    path = _qa_file(tmp_path, [{"question": "Q1?", "answer": 1}, "", bad, {"question": "Q4?", "answer": 4}])
+    with pytest.raises(TaskError) as e:
+        get_task("qa", f"qa:{path}").load("train")
+    assert msg in str(e.value) and str(e.value).startswith(path) and "\n" not in str(e.value)
+
+
+def test_qa_dataset_errors_and_splits(tmp_path):
+    with pytest.raises(TaskError, match=r"pass --dataset qa:PATH"):
+        get_task("qa")
+    with pytest.raises(TaskError, match=r"takes --dataset qa:PATH"):
+        get_task("qa", "gsm8k:/x.jsonl")
+    with pytest.raises(TaskError, match=r"does not exist"):
+        get_task("qa", "qa:/nonexistent/qa.jsonl").load("train")
+    with pytest.raises(TaskError, match=r"has no rows"):
+        get_task("qa", "qa:" + _qa_file(tmp_path, [""], "empty.jsonl")).load("train")
+    rows = [{"question": f"What is {i} + 1?", "answer": i + 1} for i in range(50)]
+    task = get_task("qa", "qa:" + _qa_file(tmp_path, rows))
+    train, test = task.load("train"), task.load("test")
+    assert sorted(e["question"] for e in train + test) == sorted(r["question"] for r in rows)
+    assert not {e["question"] for e in train} & {e["question"] for e in test}
+    assert [e["question"] for e in test] == [r["question"] for r in rows if tasks._hash_split(r["question"], "test")]
+    _qa_file(tmp_path, rows[:3], "a-train.jsonl")
+    _qa_file(tmp_path, rows[3:5], "a-test.jsonl")
+    task = get_task("qa", f"qa:{tmp_path}/a-{{split}}.jsonl")
+    assert [e["answer"] for e in task.load("train")] == ["1", "2", "3"]
+    assert [e["answer"] for e in task.load("test")] == ["4", "5"]
+
+
+def test_qa_warmup_examples_teach_the_feedback_format():
+    task = tasks.QATask("qa:unused.jsonl")
+    import random as _random
+    triples = task.warmup_examples(_random.Random(0), 50)
+    assert len(triples) == 50
+    for ex, target, fb in triples:
+        assert fb.endswith(f"The correct answer is {target}.") and target != ex["question"]
+
+
+CUSTOM_TASK = '''
+from tasks import Score, Task
+
+
+class Echo(Task):
+    """Every reply is right: reward 1 for anything."""
+    name = "echo"
+
+    def load(self, split):
+        return [{"question": f"say {i}"} for i in range(8 if split == "train" else 3)]
+
+    def prompt(self, ex):
+        return ex["question"]
+
+    def score(self, ex, completion):
+        return Score(1.0, "")
+
+
+class NotATask:
+    pass
+'''
+
+
+def test_task_from_file(tmp_path):
+    path = tmp_path / "my_task.py"
+    path.write_text(CUSTOM_TASK)
+    task = get_task(f"{path}:Echo")
+    assert isinstance(task, tasks.Task) and task.name == "echo"
+    assert [e["question"] for e in task.load("test")] == ["say 0", "say 1", "say 2"]
+    assert task.score({}, "anything").reward == 1.0
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("{d}/missing.py:Echo", "does not exist"),
+    ("{d}/my_task.py:Nope", "has no class 'Nope'; its Task subclasses: Echo"),
+    ("{d}/my_task.py:NotATask", "is not a subclass of tasks.Task"),
+    ("{d}/broken.py:Echo", "could not import task file .*broken.py.*: ZeroDivisionError: division by zero"),
+    ("nosuchtask", "unknown task 'nosuchtask'.*path/to/file.py:ClassName"),
+])
+def test_task_from_file_errors(tmp_path, spec, msg):
+    (tmp_path / "my_task.py").write_text(CUSTOM_TASK)
+    (tmp_path / "broken.py").write_text("x = 1 / 0\n")
+    with pytest.raises(TaskError, match=msg) as e:
+        get_task(spec.format(d=tmp_path))
+    assert "\n" not in str(e.value)
 
 
 # ------------------------------------------------------------------ forgeries: completions that solve nothing

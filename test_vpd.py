@@ -779,7 +779,10 @@ BAD = {"unknown-task": ["--task", "nope"],
        "bad-feedback": ["--task", "toy", "--feedback", "env,bogus"],
        "bad-algo": ["--algo", "foo"],
        "logit-chunk-0": ["--task", "toy", "--logit-chunk", "0"],
-       "plot-missing": ["--plot", "/nonexistent"]}
+       "plot-missing": ["--plot", "/nonexistent"],
+       "qa-without-dataset": ["--task", "qa"],
+       "qa-missing-file": ["--task", "qa", "--dataset", "qa:/nonexistent/qa.jsonl"],
+       "task-file-missing": ["--task", "/nonexistent/my_task.py:MyTask"]}
 
 
 @pytest.fixture(scope="module")
@@ -1019,6 +1022,64 @@ def test_memory_bounded_m_step_equals_naive_full_vocab_loss_float64(tiny, alpha,
         assert o["M/loss"] == pytest.approx(loss.item(), rel=1e-9, abs=1e-12)
         for name, p in naive.named_parameters():
             assert torch.allclose(g[name], p.grad, rtol=1e-7, atol=1e-10), name
+
+
+# ================================================================================================================
+# Bring your own task: --task qa --dataset qa:PATH and --task path/to/file.py:ClassName, end to end (in-process)
+# ================================================================================================================
+def test_qa_task_end_to_end_rewards_match_the_data(tmp_path):
+    import tasks
+    rows = [{"question": f"What is {i} plus {i}?", "answer": 2 * i, "explanation": f"{i} + {i} = {2 * i}."}
+            for i in range(12)]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = tmp_path / "run"
+    with torch.random.fork_rng():
+        rc = vpd.main(["--model", "tiny", "--task", "qa", "--dataset", f"qa:{path}", "--steps", "2", "--e-every", "1",
+                       "--warmup-steps", "2", "--batch-prompts", "2", "--group-size", "3", "--max-new-tokens", "6",
+                       "--eval-every", "2", "--eval-prompts", "2", "--eval-samples", "1", "--log-samples", "100",
+                       "--output-dir", str(d)])
+    assert rc == 0
+    task = tasks.get_task("qa", f"qa:{path}")
+    by_q = {r["question"]: r for r in task.read(str(path))}
+    samples = [json.loads(line) for line in open(d / "samples.jsonl")]
+    assert len(samples) == 2 * 6                                  # every rollout of both steps is logged
+    for s in samples:
+        (q,) = [q for q in by_q if f"{q}\n\nReply with the answer only." in s["prompt"]]
+        score = task.score(by_q[q], s["completion"])             # the logged reward is this row's score
+        assert (s["reward"], s["feedback"]) == (score.reward, score.feedback)
+        if s["reward"] == 0.0:
+            assert f"The correct answer is {by_q[q]['answer']}. {by_q[q]['explanation']}" in s["feedback"]
+            assert s["feedback"] in s["teacher_prompt"] and s["teacher_prompt"].startswith(q)
+    metrics = _metrics(d)
+    for m in metrics:
+        mine = [s["reward"] for s in samples if s["step"] == m["step"]]
+        assert m["reward"] == pytest.approx(sum(mine) / len(mine), abs=1e-12)
+    assert json.load(open(d / "config.json"))["max_new_tokens"] == 6 and "E/loss" in metrics[-1]
+
+
+def test_task_from_file_end_to_end(tmp_path, monkeypatch):
+    (tmp_path / "my_task.py").write_text(
+        "from tasks import Score, Task\n\n\n"
+        "class AlwaysRight(Task):\n"
+        "    def load(self, split):\n"
+        "        return [{'q': f'item {i}'} for i in range(6)]\n\n"
+        "    def prompt(self, ex):\n"
+        "        return ex['q']\n\n"
+        "    def score(self, ex, completion):\n"
+        "        return Score(1.0, '')\n")
+    monkeypatch.chdir(tmp_path)
+    with torch.random.fork_rng():
+        rc = vpd.main(["--model", "tiny", "--task", "my_task.py:AlwaysRight", "--algo", "sdpo", "--teacher", "live",
+                       "--steps", "2", "--batch-prompts", "2", "--group-size", "2", "--max-new-tokens", "3",
+                       "--eval-every", "1", "--eval-prompts", "2", "--eval-samples", "1"])
+    assert rc == 0
+    (run,) = os.listdir(tmp_path / "runs")
+    assert run.startswith("my_task.py_AlwaysRight-sdpo-")
+    metrics = _metrics(tmp_path / "runs" / run)
+    assert [(m["reward"], m["success_rate"], m["frac_context"], m["eval/pass@1"]) for m in metrics] == \
+        [(1.0, 1.0, 1.0, 1.0)] * 2                                # every rollout scored by the file's task
+    assert vpd.main(["--task", "my_task.py:Missing", "--model", "tiny"]) == 2
 
 
 # ================================================================================================================

@@ -52,8 +52,10 @@ class Config:
     model: str = arg("Qwen2.5-0.5B", "short name (Qwen2.5-0.5B, Qwen3-1.7B, SmolLM2-135M-Instruct, ...), Hub id, "
                      "local directory, or 'tiny' (random small Qwen2, offline)")
     gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
-    task: str = arg("code", "task: toy | code | science | math (tasks.py)")
-    dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k); default: embedded", type=str)
+    task: str = arg("code", "task: toy | code | science | math | qa (your JSONL: --dataset qa:PATH) | "
+                    "path/to/file.py:ClassName (your tasks.Task subclass)")
+    dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k, qa:PATH); default: embedded",
+                       type=str)
     unsafe_sandbox: bool = arg(False, "code task where namespaces do not work (some containers): run model code "
                                "with weak isolation; it can then read your files and reach the network")
     algo: str = arg("vpd", "vpd | sdpo | grpo (docs/algorithm.md §7)", choices=["vpd", "sdpo", "grpo"])
@@ -134,6 +136,7 @@ PRESETS = {  # task-specific defaults; anything given on the command line wins
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
+    "qa": dict(max_new_tokens=64),
 }
 PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. The toy "
                "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step supervised"
@@ -937,7 +940,8 @@ def train(cfg: Config) -> str:
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     eos, pad = stop_ids(model, tok), tok.pad_token_id
-    run_dir = cfg.output_dir or os.path.join("runs", f"{cfg.task}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    task_name = re.sub(r"[^\w.-]+", "_", os.path.basename(cfg.task))   # path/to/my.py:Cls -> my.py_Cls
+    run_dir = cfg.output_dir or os.path.join("runs", f"{task_name}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     if resume:   # lines logged after the checkpoint (a crash) are dropped: those steps run again
         run_dir = os.path.dirname(os.path.abspath(resume[0]))
         for name in ("metrics.jsonl", "samples.jsonl"):
