@@ -259,13 +259,16 @@ def test_update_delta_is_running_mean():
         assert delta == pytest.approx(sum(vals[:i + 1]) / (i + 1), abs=1e-12)
 
 
-def test_adapt_beta_direction():
-    assert vpd.adapt_beta(0.1, 2.0, 1.0) > 0.1          # overshoot (> 1.5 target): raise
-    assert vpd.adapt_beta(0.1, 2.0, 1.0) == pytest.approx(0.15)
-    assert vpd.adapt_beta(0.1, 0.5, 1.0) < 0.1          # undershoot (< target / 1.5): lower
-    assert vpd.adapt_beta(0.1, 0.5, 1.0) == pytest.approx(0.1 / 1.5)
-    for k in (0.7, 1.0, 1.4):                            # inside the band: unchanged
-        assert vpd.adapt_beta(0.1, k, 1.0) == 0.1
+def test_tighten_factor():
+    assert vpd.tighten_factor(2.0, 1.0) == 1.5          # overshoot (> 1.5 x target): tighten
+    assert vpd.tighten_factor(0.5, 1.0) == pytest.approx(1 / 1.5)   # undershoot (< target / 1.5): loosen
+    for k in (0.7, 1.0, 1.4):                            # inside the band: leave it
+        assert vpd.tighten_factor(k, 1.0) == 1.0
+    es, cfg = vpd.EState(beta=0.1, lr=1e-4), vpd.Config(model="tiny", e_target_kl=1.0)
+    es.update({"E/ratio_mean": 0.0, "E/teacher_student_kl": 2.0}, cfg)      # --e-adapt lr (default)
+    assert (es.beta, es.lr) == (0.1, pytest.approx(1e-4 / 1.5))
+    es.update({"E/ratio_mean": 0.0, "E/teacher_student_kl": 2.0}, dataclasses.replace(cfg, e_adapt="beta"))
+    assert (es.beta, es.lr) == (pytest.approx(0.15), pytest.approx(1e-4 / 1.5))
 
 
 # ================================================================================================================
@@ -485,10 +488,10 @@ def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(
     model = copy.deepcopy(base).train()
     prior = _perturbed_copy(model)            # requires_grad left on: e_step itself must not give it grads
     cfg = vpd.Config(model="tiny", e_prior="initial", micro_batch=2, temperature=1.0)
-    state = {"beta": 0.1, "delta": 0.02, "delta_count": 3}
+    state = vpd.EState(beta=0.1, lr=1e-6, ratio_mean=0.2, count=3)     # delta so far 0.1 * 0.2 = 0.02
     model.zero_grad(set_to_none=True)
     out = vpd.e_step(model, prior, rows, cfg, state, pad)
-    assert state == {"beta": 0.1, "delta": 0.02, "delta_count": 3}      # e_step changes no state
+    assert state == vpd.EState(beta=0.1, lr=1e-6, ratio_mean=0.2, count=3)   # e_step changes no state
     assert out["E/rollouts"] == 3
     # implicit reward by hand, from per-row sums of token log-probs under the teacher (model) and the prior
     with torch.no_grad():
@@ -527,7 +530,7 @@ def test_e_step_dynamic_prior_gradient_only_through_teacher(tiny):
     rows = _rows(tok, tok.eos_token_id)
     model = _perturbed_copy(base, seed=3)    # any weights; prior = the student itself
     cfg = vpd.Config(model="tiny", micro_batch=10, temperature=1.0)
-    out = vpd.e_step(model, model, rows, cfg, {"beta": 0.5, "delta": -0.1, "delta_count": 1}, pad)
+    out = vpd.e_step(model, model, rows, cfg, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=-0.2, count=1), pad)
     ref = copy.deepcopy(model)
     ref.zero_grad(set_to_none=True)
     _, r, _ = _manual_bco(ref, ref, rows, pad, 0.5, 0.0)
@@ -555,7 +558,7 @@ def test_e_step_without_contexts_is_empty(tiny):
     base, tok = tiny
     rows = [r for r in _rows(tok, tok.eos_token_id) if r.teacher_ids is None]
     model = copy.deepcopy(base)
-    assert vpd.e_step(model, model, rows, vpd.Config(model="tiny"), {"beta": 0.1, "delta": 0.0},
+    assert vpd.e_step(model, model, rows, vpd.Config(model="tiny"), vpd.EState(0.1, 1e-6),
                       tok.pad_token_id) == {}
     assert all(p.grad is None for p in model.parameters())
 
@@ -905,21 +908,21 @@ def test_e_step_raises_teacher_margin_on_successes_vs_failures():
     train_rows = _toy_rows(tok, task, task.load("train")[:24])
     held_out = _toy_rows(tok, task, task.load("test"))
     cfg = vpd.Config(model="tiny", task="toy", e_beta=1.0, micro_batch=64)
-    state = {"beta": 1.0, "delta": 0.0, "delta_count": 0, "skipped": 0, "step": 0}
+    state, es = {"skipped": 0, "step": 0}, vpd.EState(1.0, 1e-3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before, before_held = _margin(model, train_rows, pad), _margin(model, held_out, pad)
     logged = []
     for _ in range(15):
         opt.zero_grad()
-        e = vpd.e_step(model, model, train_rows, cfg, state, pad)
+        e = vpd.e_step(model, model, train_rows, cfg, es, pad)
         opt.step()
-        vpd.update_e_state(state, e, cfg)
+        es.update(e, cfg)
         logged.append(e["E/reward_margin"])
     after, after_held = _margin(model, train_rows, pad), _margin(model, held_out, pad)
     assert after > before + 2.0, (before, after)             # the E-step separates successes from failures
     assert after_held > before_held + 1.0, (before_held, after_held)   # ... on rollouts it never trained on too
     assert logged[-1] > logged[0] + 1.0                      # and its logged E/reward_margin shows it
-    assert state["delta_count"] == 15
+    assert es.count == 15
 
 
 def test_vpd_student_learns_the_toy_from_feedback(tmp_path):
@@ -1511,7 +1514,7 @@ def test_first_e_step_delta_is_its_own_mean_reward(tiny):
     pad = tok.pad_token_id
     rows = _rows(tok, tok.eos_token_id)
     model, prior = copy.deepcopy(base), _perturbed_copy(base, seed=4)
-    state = {"beta": 0.3, "delta": 0.0, "delta_count": 0}
+    state = vpd.EState(beta=0.3, lr=1e-6)
     out = vpd.e_step(model, prior, rows, vpd.Config(model="tiny", micro_batch=2), state, pad)
     with torch.no_grad():
         r = [(0.3 * (sum(_logq(model, x.teacher_ids, x.completion_ids, pad).tolist())
@@ -1523,8 +1526,8 @@ def test_first_e_step_delta_is_its_own_mean_reward(tiny):
     want = sum(-_logsig(v - delta) if ok else -_logsig(-(v - delta)) for v, ok in r) / len(r)
     assert out["E/loss"] == pytest.approx(want, abs=1e-6)
     assert out["E/loss"] != pytest.approx(sum(-_logsig(v) if ok else -_logsig(-v) for v, ok in r) / len(r), abs=1e-4)
-    vpd.update_e_state(state, out, vpd.Config(model="tiny"))
-    assert state == {"beta": 0.3, "delta": out["E/delta"], "delta_count": 1}
+    state.update(out, vpd.Config(model="tiny"))
+    assert state == vpd.EState(beta=0.3, lr=1e-6, ratio_mean=pytest.approx(delta / 0.3, abs=1e-5), count=1)
 
 
 @pytest.mark.parametrize("argv,msg", [(["--task", "toy", "--teacher", "ema"], "--teacher chooses SDPO's teacher"),
@@ -1536,39 +1539,63 @@ def test_parse_args_refuses(argv, msg):
     assert vpd.parse_args(["--algo", "sdpo", "--teacher", "live"])[0].teacher == "live"
 
 
-def _m_e_loop(beta, n, target=None):
-    """n rounds of M-step + E-step (each with its own AdamW, lr 1e-3) on fixed toy rows, a small random model;
-    returns the E-steps' measured teacher-student KL and beta_E."""
+def _m_e_loop(beta, n, target=None, adapt="lr", e_lr=1e-3, target_from=0):
+    """n rounds of M-step + E-step (each with its own AdamW, M-step lr 1e-3) on fixed toy rows, a small random model;
+    the KL target (if any) is on from round target_from. Returns the E-steps' measured teacher-student KL, and
+    beta_E or the E-step lr after each round."""
     import tasks
     torch.manual_seed(0)
     model, tok = vpd.build_tiny(0, hidden=64, layers=2)
     task, pad = tasks.get_task("toy"), tok.pad_token_id
     rows = _toy_rows(tok, task, task.load("train")[:16])
-    cfg = vpd.Config(model="tiny", task="toy", e_beta=beta, e_beta_target_kl=target, micro_batch=64, support="full",
-                     lr=1e-3)
+    cfg = vpd.Config(model="tiny", task="toy", e_beta=beta, e_adapt=adapt, micro_batch=64, support="full", lr=1e-3)
     opt, e_opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0), vpd.e_optimizer(model, cfg)
-    state = {"beta": beta, "delta": 0.0, "delta_count": 0, "skipped": 0, "step": 0}
-    kls, betas = [], []
-    for _ in range(n):
+    state, es = {"skipped": 0, "step": 0}, vpd.EState(beta, e_lr)
+    kls, knobs = [], []
+    for i in range(n):
+        cfg.e_target_kl = target if i >= target_from else None
         opt.zero_grad(set_to_none=True)
         vpd.optimizer_step(model, opt, cfg.lr, 1.0, vpd.m_step(model, model, rows, cfg, pad)["nonfinite"], state)
         e_opt.zero_grad(set_to_none=True)
-        e = vpd.e_step(model, model, rows, cfg, state, pad)
-        vpd.optimizer_step(model, e_opt, cfg.lr, 1.0, e.pop("nonfinite"), state)
-        vpd.update_e_state(state, e, cfg)
+        e = vpd.e_step(model, model, rows, cfg, es, pad)
+        vpd.optimizer_step(model, e_opt, es.lr, 1.0, e.pop("nonfinite"), state)
+        es.update(e, cfg)
         kls.append(e["E/teacher_student_kl"])
-        betas.append(state["beta"])
-    return kls, betas
+        knobs.append(es.beta if adapt == "beta" else es.lr)
+    return kls, knobs
 
 
 def test_larger_e_beta_keeps_teacher_closer_to_student():
-    """The direction adapt_beta relies on: with the E-step's own AdamW the gradient's scale (which grows with beta)
-    is normalised away, and beta only sets where BCO saturates, so a larger beta_E leaves the teacher closer to the
-    student (measured: 13x lower KL after 10 rounds at beta 10 than at beta 0.1)."""
+    """With the E-step's own AdamW the gradient's scale (which grows with beta) is normalised away, and at a fixed
+    beta_E a larger one leaves the teacher closer to the student (measured: 13x lower KL after 10 rounds at beta 10
+    than at beta 0.1)."""
     hi, _ = _m_e_loop(10.0, 10)
     lo, _ = _m_e_loop(0.1, 10)
     assert hi[0] == pytest.approx(lo[0], rel=1e-6)                      # same start
     assert sum(hi[-3:]) < sum(lo[-3:]) / 4, (hi, lo)
+
+
+def test_e_target_kl_moves_kl_toward_target_from_above_and_below():
+    """--e-target-kl with --e-adapt lr steers the measured teacher-student KL toward the target from both sides.
+    From above: 14 rounds without a target take the KL past 10 x target (0.3); then the controller shrinks the
+    E-step's lr and the KL comes down into the band. From below: the KL of an E-step at lr 1e-5 stays under
+    target / 10 (2.0) for 30 rounds; with the target on, the controller raises the lr until the KL reaches the band."""
+    kls, lrs = _m_e_loop(1.0, 32, target=0.3, target_from=14)
+    assert kls[13] > 10 * 0.3 and lrs[13] == 1e-3, kls
+    assert min(kls[14:]) <= 1.5 * 0.3 and lrs[-1] < 1e-4, (kls, lrs)
+    still, _ = _m_e_loop(1.0, 30, e_lr=1e-5)
+    assert max(still) < 2.0 / 10, still
+    kls, lrs = _m_e_loop(1.0, 30, target=2.0, e_lr=1e-5)
+    assert kls[0] < 2.0 / 10 and max(kls) >= 2.0 / 1.5 and max(lrs) > 1e-4, (kls, lrs)
+
+
+def test_e_adapt_beta_does_not_bound_the_kl():
+    """Why --e-adapt beta is not the default: with rewards that are a function of the completion, BCO's optimum
+    separates successes from failures at any beta_E (log q -> +-inf), so a larger beta_E only changes the pace.
+    With the target on from round 14 the controller raises beta_E 1.5x per round (over 100x) and the KL does not
+    come down to the band."""
+    kls, betas = _m_e_loop(1.0, 24, target=0.3, adapt="beta", target_from=14)
+    assert betas[-1] > 30 and min(kls[14:]) > 10 * 0.3, (kls, betas)
 
 
 def test_code_task_refuses_weak_sandbox_unless_unsafe_sandbox(tmp_path, monkeypatch):
@@ -1666,7 +1693,7 @@ def test_steps_chunked_equal_unchunked_and_head_sees_one_chunk(tiny, step):
         if step == "m":
             out = vpd.m_step(model, model, rows, c, pad)
         elif step == "e":
-            out = vpd.e_step(model, model, rows, c, {"beta": 0.5, "delta": 0.1, "delta_count": 3}, pad)
+            out = vpd.e_step(model, model, rows, c, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=0.2, count=3), pad)
         else:
             out = vpd.grpo_step(model, rows, c, pad)
         handle.remove()

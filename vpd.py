@@ -75,9 +75,8 @@ class Config:
     temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
     thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3's enable_thinking); <think> blocks "
                          "are stripped from what the judges grade and from sibling demonstrations either way")
-    gen_cache: str = arg("dynamic", "KV cache of generate: dynamic, or static (transformers compiles the decoder: "
-                         "8.5x tokens/s on the tiny CPU model once compiled, after 26-73 s of compiling; "
-                         "benchmarks/RESULTS.md)", choices=["dynamic", "static"])
+    gen_cache: str = arg("dynamic", "KV cache of generate: dynamic, or static (transformers compiles the decoder "
+                         "after a first slow call; --dtype float32 only)", choices=["dynamic", "static"])
     success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
     # feedback prompting (§2)
     feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
@@ -101,8 +100,10 @@ class Config:
     # E-step (§4)
     e_every: int = arg(5, "F: E-step every F M-steps (summaries: 5 best)")
     e_beta: float = arg(0.1, "beta_E of the BCO implicit reward (reconstructed default 0.1)")
-    e_beta_target_kl: float = arg(None, "adaptive beta_E: per-token teacher-student KL target (off when unset)",
-                                  type=float)
+    e_target_kl: float = arg(None, "adaptive trust region: per-token teacher-student KL target (off when unset)",
+                             type=float)
+    e_adapt: str = arg("lr", "what --e-target-kl adapts: lr (the E-step's learning rate) or beta (beta_E; it does "
+                       "not bound the KL, docs/algorithm.md §4)", choices=["lr", "beta"])
     e_prior: str = arg("student", "E-step prior: the current student (dynamic trust region) or the initial model",
                        choices=["student", "initial"])
     e_lr: float = arg(None, "E-step learning rate (default: --lr) of its own optimizer", type=float)
@@ -174,7 +175,7 @@ def validate(cfg: Config) -> None:
         (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
         (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
         (cfg.e_beta > 0, "--e-beta must be > 0"),
-        (cfg.e_beta_target_kl is None or cfg.e_beta_target_kl > 0, "--e-beta-target-kl must be > 0"),
+        (cfg.e_target_kl is None or cfg.e_target_kl > 0, "--e-target-kl must be > 0"),
         (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
         (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
         (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
@@ -409,21 +410,21 @@ def bco_loss(logq: torch.Tensor, logp: torch.Tensor, success: torch.Tensor, beta
 
 
 def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, int]:
-    """delta = running mean of the E-steps' mean implicit rewards, the current E-step's included (BCO: the mean
-    takes the batch in before the loss uses it, so delta != 0 from the first E-step on)."""
+    """delta = running mean of the E-steps' batch means, the current E-step's included (BCO: the mean takes the
+    batch in before the loss uses it, so delta != 0 from the first E-step on)."""
     return delta + (batch_mean - delta) / (count + 1), count + 1
 
 
-def adapt_beta(beta: float, kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
-    """Adaptive trust region (this project's reading of 'adaptive', PPO-style): a larger beta_E makes the BCO loss
-    saturate closer to the prior, so raise it when the measured per-token KL overshoots the target, lower it when
-    the KL undershoots. (A larger beta_E also scales the E-step's gradient up, but the E-step's own AdamW divides
-    that scale out: measured, a larger beta_E leaves the teacher closer to the student; README.)"""
+def tighten_factor(kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
+    """Adaptive trust region (§4, PPO-style, this project's reading of 'adaptive'): by how much to tighten the
+    E-step after it measured a per-token teacher-student KL of kl_value: rate when the KL overshoots target *
+    tolerance, 1 / rate when it undershoots target / tolerance, else 1. --e-adapt lr divides the E-step's
+    learning rate by it; --e-adapt beta multiplies beta_E by it (docs/algorithm.md §4 says why lr is the default)."""
     if kl_value > target * tolerance:
-        return beta * rate
+        return rate
     if kl_value < target / tolerance:
-        return beta / rate
-    return beta
+        return 1.0 / rate
+    return 1.0
 
 
 def kl_k3(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -718,17 +719,38 @@ def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: d
 # ================================================================================================================
 # E-step (§4): teacher refinement with the unpaired preference loss (BCO) against a moving prior
 # ================================================================================================================
-def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: int) -> dict:
+@dataclass
+class EState:
+    """What the E-step carries from one E-step to the next (§4)."""
+    beta: float               # beta_E (adapted with --e-adapt beta)
+    lr: float                 # the E-step's learning rate (adapted with --e-adapt lr)
+    ratio_mean: float = 0.0   # running mean of log q - log pi over the E-steps so far: delta = beta * ratio_mean
+    count: int = 0            # E-steps so far
+
+    def update(self, metrics: dict, cfg: Config) -> None:
+        """After an E-step's update: keep its running mean (this E-step's rollouts included), adapt the trust region."""
+        if "E/ratio_mean" not in metrics:
+            return
+        self.ratio_mean, self.count = metrics["E/ratio_mean"], self.count + 1
+        if cfg.e_target_kl is not None:
+            f = tighten_factor(metrics["E/teacher_student_kl"], cfg.e_target_kl)
+            if cfg.e_adapt == "lr":
+                self.lr /= f
+            else:
+                self.beta *= f
+
+
+def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: int) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
     delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so pass 1
     (no grad, log-probs chunk by chunk) measures r~ of every row. Pass 2 runs the teacher's backbone with grad and
     backpropagates sum_i g_i log q(y_i|x_i,C_i) by chunks, g_i = dL_E/d log q(y_i|...) at the pass-1 values: by the
     chain rule this is dL_E/dtheta. Changes no state: the caller steps the optimizer, then stores delta and adapts
-    beta_E (update_e_state)."""
+    beta_E (EState.update)."""
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
         return {}
-    device, beta = next(model.parameters()).device, state["beta"]
+    device, beta = next(model.parameters()).device, es.beta
     logq, logp, kls, ntok = [], [], 0.0, 0
     with torch.no_grad():   # pass 1: r~ of every row at the current weights
         for mb in micro_batches(rows, cfg.micro_batch):
@@ -743,8 +765,10 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: i
             ntok += int(mask.sum())
     logq_all = torch.cat(logq).requires_grad_()
     succ = torch.tensor([float(r.success) for r in rows], device=device)
-    r_all = beta * (logq_all.detach() - torch.cat(logp))
-    delta = update_delta(state["delta"], state["delta_count"], r_all.mean().item())[0]
+    ratio = logq_all.detach() - torch.cat(logp)          # log q - log pi per rollout: r~ = beta * ratio
+    r_all = beta * ratio
+    ratio_mean = update_delta(es.ratio_mean, es.count, ratio.mean().item())[0]
+    delta = beta * ratio_mean   # = the running mean of r~ while beta_E is fixed; stays right when beta_E adapts
     loss, _ = bco_loss(logq_all, torch.cat(logp), succ, beta, delta)
     g_all = torch.autograd.grad(loss, logq_all)[0]     # dL_E / d log q(y_i|x_i,C_i), one number per rollout
     sums, done = {"loss": 0.0, "nonfinite": 0 if torch.isfinite(loss) else 1}, 0
@@ -763,16 +787,8 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, state: dict, pad: i
     s_all = succ.bool()
     margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
     return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
+            "E/ratio_mean": ratio_mean,
             "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows), "nonfinite": sums["nonfinite"]}
-
-
-def update_e_state(state: dict, metrics: dict, cfg: Config) -> None:
-    """After an E-step's update: keep its delta (this E-step's rewards included) and adapt beta_E."""
-    if "E/delta" not in metrics:
-        return
-    state["delta"], state["delta_count"] = metrics["E/delta"], state["delta_count"] + 1
-    if cfg.e_beta_target_kl is not None:
-        state["beta"] = adapt_beta(state["beta"], metrics["E/teacher_student_kl"], cfg.e_beta_target_kl)
 
 
 # ================================================================================================================
@@ -931,6 +947,9 @@ def train(cfg: Config) -> str:
         raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
     _AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
                      "bfloat16": torch.bfloat16}[cfg.dtype]
+    if cfg.gen_cache == "static" and _AMP["dtype"] != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
+        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
+                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
     torch.manual_seed(cfg.seed)
     model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
     model.to(device)
@@ -954,7 +973,7 @@ def train(cfg: Config) -> str:
         raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
     os.makedirs(run_dir, exist_ok=True)
 
-    state = {"step": 0, "delta": 0.0, "delta_count": 0, "beta": cfg.e_beta, "skipped": 0, "elapsed": 0.0,
+    state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_beta, cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
              "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
     if not resume and cfg.warmup_steps:
         state["warmup_loss"] = warmup(model, tok, task, cfg, eos)
@@ -984,6 +1003,8 @@ def train(cfg: Config) -> str:
     data_rng = random.Random()
     data_rng.setstate(state["data_rng"])
     buffer = [Rollout(**r) for r in state["buffer"]]
+    es = EState(**state["e"]) if "e" in state else EState(   # (checkpoints from before EState)
+        state["beta"], cfg.e_lr or cfg.lr, state["delta"] / state["beta"], state["delta_count"])
     eval_set = test_set[:cfg.eval_prompts]
     recent, warned = [], set()
 
@@ -1011,13 +1032,13 @@ def train(cfg: Config) -> str:
             if step % cfg.e_every == 0:
                 t_e = time.time()
                 e_opt.zero_grad(set_to_none=True)
-                e = e_step(model, prior, buffer, cfg, state, pad)
+                e = e_step(model, prior, buffer, cfg, es, pad)
                 if e:
-                    e.update({f"E/{k}": v for k, v in optimizer_step(model, e_opt, cfg.e_lr or cfg.lr,
-                                                                      cfg.max_grad_norm, e.pop("nonfinite"),
-                                                                      state).items()})
-                    update_e_state(state, e, cfg)
-                m.update(e, **{"E/delta": state["delta"], "E/beta": state["beta"], "E/seconds": time.time() - t_e})
+                    e.update({f"E/{k}": v for k, v in optimizer_step(model, e_opt, es.lr, cfg.max_grad_norm,
+                                                                      e.pop("nonfinite"), state).items()})
+                    es.update(e, cfg)
+                m.update(e, **{"E/delta": es.beta * es.ratio_mean, "E/beta": es.beta, "E/lr": es.lr,
+                               "E/seconds": time.time() - t_e})
                 buffer = []
         # ---- metrics, evaluation, checkpoint --------------------------------------------------------------
         state["step"] = step
@@ -1049,6 +1070,7 @@ def train(cfg: Config) -> str:
         if step % cfg.save_every == 0 or step == cfg.steps:
             state["data_rng"] = data_rng.getstate()
             state["buffer"] = [dataclasses.asdict(r) for r in buffer]
+            state["e"] = dataclasses.asdict(es)
             save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt, e_opt)
     return run_dir
 

@@ -307,6 +307,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     teacher = teacher_copy if teacher_copy is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
     state = {"step": 0, "skipped": 0, "beta": cfg.e_beta, "delta": 0.0, "delta_count": 0}
+    e_state = vpd.EState(cfg.e_beta, cfg.lr) if hasattr(vpd, "EState") else state   # (older vpd.py: a dict)
     ph = Phases(mem, device)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"\n## {args.preset} / {algo}: {nparams / 1e6:.1f}M params, vocab {vocab}, {args.prompts} prompts x "
@@ -343,7 +344,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
         if algo == "vpd":   # the E-step runs every e_every steps in training; here every step, to measure it
             opt.zero_grad(set_to_none=True)
             with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
-                e = vpd.e_step(model, model, rollouts, cfg, state, pad)
+                e = vpd.e_step(model, model, rollouts, cfg, e_state, pad)
             with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
                 vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:

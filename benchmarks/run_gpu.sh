@@ -3,9 +3,9 @@
 # Usage: bash benchmarks/run_gpu.sh [cuda:N] > gpu_results.md
 set -u
 DEV=${1:-cuda}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
-B="python benchmarks/bench_vpd.py --preset qwen2.5-0.5b --device $DEV"
+B="${PYTHON:-python3} benchmarks/bench_vpd.py --preset qwen2.5-0.5b --device $DEV"
 nvidia-smi --query-gpu=name,memory.total --format=csv || true
 # 1. The default configuration (4 prompts x 8 rollouts x 512 tokens, micro_batch 4, bf16 autocast): all algos,
 #    step peak memory (target: <= 24 GB; VPD <= 1.3 x GRPO).
