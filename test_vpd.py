@@ -1756,3 +1756,13 @@ def test_toy_preset_trains_the_e_step_on_the_last_batch():
     assert cfg.e_buffer == "last"
     assert vpd.parse_args(["--task", "toy", "--e-buffer", "all"])[0].e_buffer == "all"   # the flag wins
     assert vpd.parse_args(["--task", "code"])[0].e_buffer == "all"
+
+
+def test_static_cache_needs_float32(tmp_path, monkeypatch):
+    """A static KV cache holds one dtype; under bf16 autocast RoPE makes fp32 keys and bf16 values (found on an
+    H100: index_copy_ dtype error), so --gen-cache static is refused unless --dtype float32."""
+    cfg = vpd.Config(model="tiny", task="toy", gen_cache="static", dtype="bfloat16", device="cpu", steps=1,
+                     output_dir=str(tmp_path / "r"))
+    monkeypatch.setitem(vpd._AMP, "dtype", vpd._AMP["dtype"])    # restored afterwards
+    with pytest.raises(vpd.UserError, match="--gen-cache static needs --dtype float32"):
+        vpd.train(cfg)
