@@ -1,9 +1,8 @@
 """Tasks for VPD: prompts, rewards and per-rollout language feedback.
 
-Sections, top to bottom: base classes (Task, Score, TaskError); loaders (the data shipped in data/*.jsonl, local
-copies and the Hugging Face Hub); the code judge (grading a program's test results, decoded as plain data); the
-tasks (toy, code, science, math, qa) and get_task. The sandbox that runs generated code is sandbox.py (bootstrap:
-sandbox_boot.py); the judge's part that runs inside it is judge_child.py.
+Sections, top to bottom: base classes (Task, Score, TaskError); loaders (the default data shipped in data/*.jsonl,
+local copies, the Hugging Face Hub); the tasks (toy, code, science, math, qa); get_task. Code runs in sandbox.py
+(bootstrap: sandbox_boot.py) and is graded by judge.py (its part inside the sandbox: judge_child.py).
 
 Interface used by vpd.py (and by outside scripts):
 
@@ -27,8 +26,8 @@ Tasks and datasets (`get_task(name, dataset)`; dataset None = "default" = the da
               mbpp: google-research-datasets/mbpp, config sanitized.
               livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests,
               graded as lcb_runner does (same_stdout, LCB_PRELUDE, 6 s per test).
-              Programs run in the sandbox (sandbox.run_program) under the judge of judge_child.py, whose verdicts
-              the program cannot reach (threat model in the judge section); reward 1 only when every test passes,
+              Programs run in the sandbox (sandbox.run_program) under the judge (judge.py, judge_child.py), whose
+              verdicts the program cannot reach (threat model in judge.py); reward 1 only when every test passes,
               info["passed_frac"] is the fraction passed; the feedback reads like an online judge's.
     science   default: data/science_questions.jsonl, 42 multiple-choice questions (physics, chemistry, biology;
               every 5th is test). sciknoweval: hicai-zju/SciKnowEval (its mcq-* items); sciq: allenai/sciq;
@@ -49,17 +48,15 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import os
 import random
 import re
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import judge_child
-from sandbox import SandboxError, SandboxResult, run_program, sandbox_self_test
+import judge
+from sandbox import SandboxError, sandbox_self_test
 
 
 # ================================================================================================================
@@ -107,6 +104,11 @@ def _check_split(split: str) -> None:
 
 
 LETTERS = "ABCDEFGHIJ"            # option letters of multiple-choice questions (science, qa)
+FEEDBACK_CAP = 1500               # characters of feedback per rollout
+
+
+def _cap(text: str, n: int = FEEDBACK_CAP) -> str:
+    return text if len(text) <= n else text[: n - 20].rstrip() + "\n[... truncated ...]"
 
 
 # ================================================================================================================
@@ -122,7 +124,7 @@ def _parse_dataset(dataset: str | None, choices: tuple[str, ...], task: str) -> 
         raise TaskError(f"unknown dataset {name!r} for task {task!r}; choose one of: {', '.join(choices)} "
                         "(or NAME:/path/to/local/file for a local copy)")
     if path and name == "default":
-        raise TaskError(f"the default {task} data is embedded; a local path needs a dataset name")
+        raise TaskError(f"the default {task} data ships in data/; a local path needs a dataset name")
     return name, path or None
 
 
@@ -205,7 +207,6 @@ def _load_rows(repo: str, config: str | None, split: str, local: str | None, key
     return rows if already else [r for r in rows if _hash_split(key(r), split)]
 
 
-
 # -- the shipped data (data/*.jsonl) -----------------------------------------------------------------------------
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -236,7 +237,7 @@ def read_data(name: str, keys: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _embedded_code(split: str) -> list[dict]:
+def _default_code(split: str) -> list[dict]:
     """data/code_problems.jsonl: function-writing problems written for this project, rows {"name", "signature",
     "statement", "solution", "tests": [{"args": repr of the argument tuple, "expected": repr of the value}]}.
     Every 5th problem (index 4, 9, 14, ...) is test, the rest train."""
@@ -254,7 +255,7 @@ def _embedded_code(split: str) -> list[dict]:
     return out
 
 
-def _embedded_science(split: str) -> list[dict]:
+def _default_science(split: str) -> list[dict]:
     """data/science_questions.jsonl: multiple-choice questions written for this project, rows {"topic", "question",
     "options" (4), "answer" (a letter), "explanation"}. Every 5th question is test. Question i gets its options
     rotated so that the answer sits at position i % 4 (balanced answer letters)."""
@@ -269,7 +270,7 @@ def _embedded_science(split: str) -> list[dict]:
     return out
 
 
-def _embedded_math(split: str) -> list[dict]:
+def _default_math(split: str) -> list[dict]:
     """data/math_problems.jsonl (written by data/make_math.py): integer-answer word problems from templates, rows
     {"id", "split", "question", "answer", "explanation"}."""
     rows = read_data("math_problems.jsonl", ("id", "split", "question", "answer", "explanation"))
@@ -475,154 +476,6 @@ def _load_gsm8k(split, local):
 
 
 # ================================================================================================================
-# Judge (code grading): run a program's tests in the sandbox, decode what comes back as plain data, compare it here,
-# and write the feedback an online judge would.
-# ================================================================================================================
-FEEDBACK_CAP = 1500
-
-# Threat model. The completion is adversarial: inside the sandbox it may patch anything (builtins, json, sys), walk
-# frames or gc, read its program file, argv and environment, write anything to any descriptor it holds, exit early.
-# So the sandboxed process holds only the candidate, the test inputs and judge_child.py, never an expected output
-# or a verdict: it returns each test's value as repr text (or the program's stdout), and the trainer decodes it with
-# decode_plain (plain data only: no class, no builtin subclass with its own __eq__) and compares it here. Forging a
-# record is then computing the answer. HumanEval's check() and MBPP's asserts run in a second sandboxed process
-# that runs no model code: it calls the candidate through a proxy (two pipes, plain data only) and writes the
-# verdicts to a file only it holds. Not covered: a model that memorized the benchmark; a sandbox that fails.
-# Test kinds: call (args repr -> value), functional (LiveCodeBench JSON lines -> value), stdio (stdin -> stdout),
-# asserts (MBPP statements) and check (HumanEval's check(candidate)); the last two are run by the checker.
-_CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judge_child.py")
-_CHILD_SOURCE: list[str] = []
-RECORDS_CAP = 64 << 20           # bytes of test records read back
-VALUE_CAP = 8 << 20              # characters of one returned value's repr that the trainer will parse
-
-
-def _child_source() -> str:
-    if not _CHILD_SOURCE:
-        with open(_CHILD_PATH, encoding="utf-8") as f:
-            _CHILD_SOURCE.append(f.read())
-    return _CHILD_SOURCE[0]
-
-
-def _judge(job: dict) -> tuple[list[dict], SandboxResult]:
-    """Run one judge job: (the records written to a descriptor only the judge holds, the candidate's result)."""
-    with tempfile.TemporaryFile() as rec:
-        rec_fd, src = os.dup(rec.fileno()), _child_source()
-        if "serve" not in job:
-            res = run_program(src, json.dumps(job["tests"]), job["timeout"], max_file_mb=32, argv=[str(rec_fd)],
-                              pass_fds=(rec_fd,))
-        else:
-            (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
-            with ThreadPoolExecutor(1) as pool:
-                candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"] + 1,
-                                        argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w))
-                run_program(src, json.dumps(job["check"]), job["timeout"] + 3, argv=[str(req_w), str(resp_r),
-                                                                                       str(rec_fd)],
-                            pass_fds=(req_w, resp_r, rec_fd))
-                res = candidate.result()
-        rec.seek(0)
-        lines = rec.read(RECORDS_CAP).decode("utf-8", errors="replace").splitlines()
-    records = []
-    for line in lines:
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict):
-            records.append(r)
-    return records, res
-
-
-def _same(a, b) -> bool:
-    """Equality of plain data, floats up to rel 1e-6 / abs 1e-9; a list never equals a tuple."""
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-        except TypeError:
-            return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def same_stdout(got: str, want: str) -> bool:
-    """LiveCodeBench's rule: both outputs stripped and split into lines, each line stripped; equal line counts and
-    each line pair equal as text or, failing that, as lists of Decimal numbers (so "6.0" matches "6")."""
-    a, b = [x.strip() for x in got.strip().split("\n")], [x.strip() for x in want.strip().split("\n")]
-    return len(a) == len(b) and all(x == y or _decimals(x) is not None and _decimals(x) == _decimals(y)
-                                    for x, y in zip(a, b))
-
-
-def _decimals(line: str):
-    from decimal import Decimal, InvalidOperation
-    try:
-        return [Decimal(w) for w in line.split()]
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _short(text: str, n: int = 300) -> str:
-    return text if len(text) <= n else text[:n] + " ..."
-
-
-def _grade(ex: dict, i: int, record: dict) -> tuple[bool, dict]:
-    """(passed, details for the feedback) for test i. The candidate's records carry values only; the checker's
-    records (asserts/check) carry its verdict."""
-    kind, test = ex["kind"], ex["tests"][i] if ex["kind"] != "check" else None
-    if kind in ("asserts", "check") or "error" in record or "timeout" in record:
-        detail = {k: str(record[k]) for k in ("error", "expected", "got", "timeout") if k in record}
-        return record.get("ok") is True and not detail.get("error"), detail
-    if kind == "stdio":
-        got = str(record.get("stdout", ""))
-        return same_stdout(got, test["output"]), {"expected": _short(test["output"].strip()),
-                                                  "got": _short(got.strip())}
-    want = judge_child.decode_plain(test["expected"]) if kind == "call" else json.loads(test["output"])
-    text = str(record.get("value"))
-    try:
-        if len(text) > VALUE_CAP:               # the trainer's memory is not the candidate's to spend
-            raise ValueError
-        got = judge_child.decode_plain(text)
-        if kind == "functional":       # compared as LiveCodeBench does: after a JSON round trip (tuples -> lists)
-            got = json.loads(json.dumps(got))
-    except (ValueError, TypeError):
-        return False, {"expected": _short(repr(want)), "got": _short(text) + " (not plain data)"}
-    return _same(got, want), {"expected": _short(repr(want)), "got": _short(repr(got))}
-
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-
-
-def extract_code(completion: str) -> str:
-    """The program in a completion: the LAST fenced block tagged python/py/python3 (a model's final answer usually
-    comes last; an unterminated fence at the end counts, as when generation ran out of tokens); else the last
-    untagged fenced block; else, with no fence at all, the bare text if it looks like code. "" = no code."""
-    blocks = _FENCE.findall(completion)
-    tagged = [b for tag, b in blocks if tag.lower() in ("python", "py", "python3")]
-    untagged = [b for tag, b in blocks if not tag]
-    for group in (tagged, untagged):
-        if group and group[-1].strip():
-            return group[-1].strip("\n")
-    if blocks:
-        return ""
-    text = completion.strip()
-    looks_like_code = re.search(r"^\s*(def |class |import |from \S+ import |print\()", text, re.M)
-    return text if looks_like_code else ""
-
-
-def _cap(text: str, n: int = FEEDBACK_CAP) -> str:
-    return text if len(text) <= n else text[: n - 20].rstrip() + "\n[... truncated ...]"
-
-
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-
-def _no_code() -> Score:
-    return Score(0.0, "No code found in your answer: put the complete solution in a ```python code block.",
-                 {"passed_frac": 0.0, "status": "no code"})
-
-
-# ================================================================================================================
 # Tasks: toy, code, science, math, qa
 # ================================================================================================================
 # ----------------------------------------------------------------------------------------------------------------
@@ -671,11 +524,12 @@ class ToyTask(Task):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# code: write a python function (or a stdin/stdout program); judged in the sandbox like an online judge.
+# code: write a python function (or a stdin/stdout program); judged in the sandbox like an online judge
+# (judge.py).
 # ----------------------------------------------------------------------------------------------------------------
 class CodeTask(Task):
-    """Function-writing problems judged in the sandbox. Datasets: default (embedded), humaneval, mbpp,
-    livecodebench; see the module docstring for the sources and the `name:path` local-file mechanism."""
+    """Function-writing problems judged in the sandbox. Datasets: default (data/code_problems.jsonl), humaneval,
+    mbpp, livecodebench; see the module docstring for the sources and the `name:path` local-file mechanism."""
     name = "code"
     max_new_tokens = 512
     system = "You are an expert Python programmer."
@@ -692,7 +546,7 @@ class CodeTask(Task):
     def load(self, split):
         _check_split(split)
         if self.dataset == "default":
-            return _embedded_code(split)
+            return _default_code(split)
         return _nonempty(_CODE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
@@ -704,97 +558,18 @@ class CodeTask(Task):
         return (f"{ask}\n\n{ex['statement'].strip()}\n\nReply with the complete solution (including any imports it "
                 "needs) in a single ```python code block.")
 
-    def _job(self, ex: dict, completion: str) -> dict | None:
-        """The judge job for one completion: {"timeout", "tests": spec} or {"timeout", "serve": spec, "check": spec}
-        (see judge_child.py). Per-test limit ex["timeout"], total ex["total_timeout"]; self.timeout sets both."""
-        code = extract_code(completion)
-        if not code:
-            return None
-        per_test = self.timeout or ex.get("timeout", 6.0)
-        total = self.timeout or ex.get("total_timeout", per_test)
-        kind, entry, setup = ex["kind"], ex.get("entry_point", ""), ex.get("setup", "")
-        if kind not in ("asserts", "check"):
-            inputs = [t["args"] if kind == "call" else t["input"] for t in ex["tests"]]
-            return {"timeout": total, "tests": {"mode": "tests", "kind": kind, "setup": setup, "code": code,
-                                                "entry_point": entry, "tests": inputs, "test_timeout": per_test}}
-        checker = {"mode": "check", "kind": kind, "prelude": setup, "test_code": ex.get("test_code", ""),
-                   "tests": ex["tests"] if kind == "asserts" else [], "entry_point": entry,
-                   "proxies": ex.get("proxies") or [entry], "test_timeout": per_test, "total_timeout": total}
-        if kind == "check" and code[:1] in " \t":       # a body-only completion continues the HumanEval prompt
-            setup, code = "", setup + code
-        return {"timeout": total, "serve": {"mode": "serve", "setup": setup, "code": code}, "check": checker}
-
     def score(self, ex, completion):
         return self.score_batch([ex], [completion])[0]
 
     def score_batch(self, examples, completions):
-        jobs = [self._job(e, c) for e, c in zip(examples, completions)]
+        """Each completion judged by judge.py (make_job, run_job in a thread pool, verdict); feedback capped."""
+        jobs = [judge.make_job(e, c, self.timeout) for e, c in zip(examples, completions)]
         runnable = [j for j in jobs if j is not None]
         workers = self.workers or min(len(runnable), max(2, (os.cpu_count() or 2) * 2)) or 1
         with ThreadPoolExecutor(workers) as pool:
-            results = iter(list(pool.map(_judge, runnable)))
-        return [self._verdict(e, *next(results), j) if j else _no_code() for e, j in zip(examples, jobs)]
-
-    def _verdict(self, ex: dict, records: list[dict], res: SandboxResult, job: dict) -> Score:
-        n = 1 if ex["kind"] == "check" else len(ex["tests"])
-        first: dict[int, dict] = {}
-        for r in records:
-            if type(r.get("i")) is int and 0 <= r["i"] < n:
-                first.setdefault(r["i"], r)
-        graded = {i: _grade(ex, i, r) for i, r in first.items()}
-        passed = sum(ok for ok, _ in graded.values())
-        info = {"passed_frac": passed / n, "status": res.status, "tests": n}
-        if passed == n:
-            return Score(1.0, "", info)
-        load_error = next((str(r["load_error"]) for r in records if "load_error" in r), None)
-        if load_error and not first:
-            return Score(0.0, _cap("Your code failed before any test could run:\n" + _tail(load_error)), info)
-        k = next(i for i in range(n) if not graded.get(i, (False,))[0])
-        if k in graded and graded[k][1].get("error") != judge_child.STOPPED:
-            per_test = (job.get("tests") or job["check"])["test_timeout"]
-            return Score(0.0, _cap(self._failure_text(ex, k, graded[k][1], n, per_test)), info)
-        where = f" on test {k + 1} of {n} (input: {self._input_text(ex, k)})"
-        if res.status == "time limit exceeded":
-            text = f"Time limit exceeded ({job['timeout']:g} s){where}."
-        elif res.ok:
-            text = f"Your program exited before it finished test {k + 1} of {n} (input: {self._input_text(ex, k)})."
-        else:
-            text = f"{res.status.capitalize()}{where}."
-            if res.stderr.strip():
-                text += "\n" + _tail(res.stderr)
-        return Score(0.0, _cap(text), info)
-
-    def _input_text(self, ex: dict, i: int) -> str:
-        kind, test = ex["kind"], ex["tests"][min(i, len(ex["tests"]) - 1)]
-        if kind == "call":
-            args = test["args"]
-            inner = args[1:-1].rstrip(",") if args.startswith("(") else args
-            return f"{ex['entry_point']}({inner})"
-        if kind == "asserts":
-            return test
-        if kind == "check":
-            return f"check({ex['entry_point']})"
-        if kind == "functional":
-            return f"{ex['entry_point']}({', '.join(l for l in test['input'].splitlines() if l.strip())})"
-        return repr(test["input"]) if len(test["input"]) < 300 else repr(test["input"][:300]) + " ..."
-
-    def _failure_text(self, ex: dict, i: int, detail: dict, n: int, per_test: float) -> str:
-        head, inp = f"test {i + 1} of {n}", self._input_text(ex, i)
-        if "timeout" in detail:
-            return f"Time limit exceeded ({per_test:g} s) on {head}.\nInput: {inp}"
-        err = detail.get("error", "").strip()
-        last = err.splitlines()[-1] if err else ""
-        if "expected" in detail:
-            return f"Wrong answer on {head}.\nInput: {inp}\nExpected: {detail['expected']}\nGot: {detail['got']}"
-        if last.startswith("MemoryError"):
-            return f"Memory limit exceeded on {head}.\nInput: {inp}"
-        if "File too large" in last:
-            return f"Output limit exceeded on {head}.\nInput: {inp}"
-        if last.startswith("AssertionError"):
-            return f"Wrong answer on {head}: an assertion failed.\nInput: {inp}\n{_tail(err)}"
-        if err:
-            return f"Runtime error on {head}.\nInput: {inp}\n{_tail(err)}"
-        return f"Wrong answer on {head}.\nInput: {inp}"
+            results = iter(list(pool.map(judge.run_job, runnable)))
+        verdicts = [judge.verdict(e, *next(results), j) if j else judge.no_code() for e, j in zip(examples, jobs)]
+        return [Score(reward, _cap(feedback), info) for reward, feedback, info in verdicts]
 
     def reference(self, ex):
         return ex.get("explanation", "") or ""
@@ -834,7 +609,7 @@ def extract_choice(completion: str, letters: str = "ABCD") -> str:
 
 
 class ScienceTask(Task):
-    """Multiple-choice science questions. Datasets: default (embedded, 42 questions), sciknoweval, sciq, arc."""
+    """Multiple-choice science questions. Datasets: default (data/, 42 questions), sciknoweval, sciq, arc."""
     name = "science"
     max_new_tokens = 256
     datasets = ("default", "sciknoweval", "sciq", "arc")
@@ -845,7 +620,7 @@ class ScienceTask(Task):
     def load(self, split):
         _check_split(split)
         if self.dataset == "default":
-            return _embedded_science(split)
+            return _default_science(split)
         return _nonempty(_SCIENCE_LOADERS[self.dataset](split, self.local), split, self.dataset)
 
     def prompt(self, ex):
@@ -927,7 +702,7 @@ def _same_number(a: str, b: str) -> bool:
 
 
 class MathTask(Task):
-    """Integer-answer word problems. Datasets: default (generated from templates), gsm8k."""
+    """Integer-answer word problems. Datasets: default (data/, generated from templates), gsm8k."""
     name = "math"
     max_new_tokens = 256
     datasets = ("default", "gsm8k")
@@ -939,7 +714,7 @@ class MathTask(Task):
         _check_split(split)
         if self.dataset == "gsm8k":
             return _nonempty(_load_gsm8k(split, self.local), split, self.dataset)
-        return _embedded_math(split)
+        return _default_math(split)
 
     def prompt(self, ex):
         return f"{ex['question'].strip()}\n\nSolve it step by step and put the final answer in \\boxed{{}}."

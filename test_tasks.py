@@ -1,4 +1,5 @@
-"""Tests for tasks.py and sandbox.py: sandbox containment, answer extraction, feedback texts, data and loaders (CPU, offline)."""
+"""Tests for tasks.py, judge.py and sandbox.py (CPU, offline): sandbox containment, answer extraction, feedback
+texts, data and loaders."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,6 +17,7 @@ import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
+import judge  # noqa: E402
 import sandbox as sandbox_lib  # noqa: E402
 import tasks  # noqa: E402
 from sandbox import SandboxError, run_many, run_program  # noqa: E402
@@ -412,7 +414,7 @@ def test_code_task_contains_hostile_programs(body, expect):
 
 
 def test_extract_code():
-    ex = tasks.extract_code
+    ex = judge.extract_code
     assert ex("```python\na = 1\n```\ntext\n```python\nb = 2\n```") == "b = 2"          # last python block
     assert ex("```\nx = 1\n```") == "x = 1"                                                 # untagged block
     assert ex("```python\ndef f():\n    return 1") == "def f():\n    return 1"               # unterminated
@@ -657,8 +659,8 @@ def test_shipped_math_file_equals_its_generator():
 
 
 @pytest.mark.parametrize("name,load,digest", [
-    ("code-train", lambda: tasks._embedded_code("train"), "1044cc4cd40794e9"),
-    ("code-test", lambda: tasks._embedded_code("test"), "e3e461a1bb2e3bc0"),
+    ("code-train", lambda: tasks._default_code("train"), "1044cc4cd40794e9"),
+    ("code-test", lambda: tasks._default_code("test"), "e3e461a1bb2e3bc0"),
     ("science-train", lambda: get_task("science").load("train"), "5b7fc9b080451b36"),
     ("science-test", lambda: get_task("science").load("test"), "f5de3847a0fafc08"),
     ("math-train", lambda: get_task("math").load("train"), "fa38d3c9e83f7445"),
@@ -690,7 +692,7 @@ def test_missing_or_corrupt_data_file_is_one_line_task_error(tmp_path, monkeypat
         assert "\n" not in str(e.value) and str(e.value).endswith("restore it from the repository "
                                                                   "(git checkout -- data/)")
     for name, load in (("math_problems.jsonl", lambda: get_task("math").load("test")),
-                       ("code_problems.jsonl", lambda: tasks._embedded_code("train"))):
+                       ("code_problems.jsonl", lambda: tasks._default_code("train"))):
         with pytest.raises(TaskError, match=f"^data file .*{name} cannot be read"):
             load()
 
@@ -1176,7 +1178,7 @@ def test_humaneval_canonical_solutions_function_only_and_prompt_plus_completion(
 
 
 def test_same_stdout_follows_livecodebench():
-    same = tasks.same_stdout
+    same = judge.same_stdout
     assert same("6.0\n", "6") and same("1 2.50 \n\n", "1.0 2.5") and same("  a b\n c \n", "a b\nc")
     assert same("1e3", "1000") and same("YES\n", "YES")
     assert not same("6.1", "6") and not same("a\nb", "a b") and not same("1 2", "1 2 3") and not same("", "0")
