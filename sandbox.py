@@ -360,8 +360,6 @@ def _bench_sandbox(n: int = 50) -> None:
           f"{seq * 1000:.1f} ms/program sequential, {pooled * 1000:.1f} ms/program with the thread pool")
 
 
-
-
 if __name__ == "__main__":
     if sys.argv[1:] == ["--bench"]:
         _bench_sandbox()

@@ -126,7 +126,6 @@ def _generate_math(seed: int, n: int) -> list[dict]:
     return out
 
 
-
 def problems() -> list[dict]:
     """Every row of data/math_problems.jsonl, train first."""
     train = _generate_math(1, 500)
