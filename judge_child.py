@@ -1,4 +1,4 @@
-"""The code judge's side inside the sandbox. tasks.py runs this file's text as the sandboxed program (it never
+"""The code judge's side inside the sandbox. judge.py runs this file's text as the sandboxed program (it never
 imports it there); the spec arrives as JSON on stdin, descriptor numbers in argv. Modes:
 
   tests REC           the candidate on each test input, each test in a forked child; one JSON record per test goes
@@ -10,7 +10,7 @@ imports it there); the spec arrives as JSON on stdin, descriptor numbers in argv
   check REQ RESP REC  trusted: the dataset's checker (HumanEval's check(candidate), MBPP's asserts) runs here against
                       proxies of the serving candidate; one {"i", "ok", ...} record per test to REC. No candidate code
                       runs in this process and nothing but decode_plain'd plain data comes from the candidate.
-tasks.py imports decode_plain from here for the trainer's side.
+judge.py imports decode_plain from here for the trainer's side.
 """
 import ast
 import io

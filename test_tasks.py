@@ -1,4 +1,5 @@
-"""Tests for tasks.py: sandbox containment, answer extraction, feedback texts, data and loaders (CPU, offline)."""
+"""Tests for tasks.py, judge.py and sandbox.py (CPU, offline): sandbox containment, answer extraction, feedback
+texts, data and loaders."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,8 +17,11 @@ import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
+import judge  # noqa: E402
+import sandbox as sandbox_lib  # noqa: E402
 import tasks  # noqa: E402
-from tasks import TaskError, get_task, run_many, run_program  # noqa: E402
+from sandbox import SandboxError, run_many, run_program  # noqa: E402
+from tasks import TaskError, get_task  # noqa: E402
 
 
 def _procs_with(marker: str) -> list[int]:
@@ -39,10 +43,10 @@ def _procs_with(marker: str) -> list[int]:
 # The containment tests run twice: with this process as the trainer, and (when the tests run as root) with a child
 # trainer running as uid/gid 65534 ("nobody"), which must get the same isolation through user namespaces.
 _RUNNER = """import json, os, sys
-import tasks
+import sandbox
 kw = json.load(sys.stdin)
 kw["argv"] = [a.replace("{trainer}", str(os.getpid())) for a in kw.get("argv", [])]
-print(json.dumps(tasks.run_program(**kw).__dict__))
+print(json.dumps(sandbox.run_program(**kw).__dict__))
 """
 NOBODY = 65534
 
@@ -53,9 +57,9 @@ class _Trainer:
     def __init__(self, python: str, cwd: str, uid: int | None, scratch: str):
         self.python, self.cwd, self.uid, self.scratch = python, cwd, uid, scratch   # scratch: the user's own dir
         self.user = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
-        self.repo_file = os.path.join(cwd, "tasks.py")
+        self.repo_file = os.path.join(cwd, "sandbox.py")
 
-    def run(self, code: str, **kw) -> tasks.SandboxResult:
+    def run(self, code: str, **kw) -> sandbox_lib.SandboxResult:
         if self.uid is None:
             kw["argv"] = [a.replace("{trainer}", str(os.getpid())) for a in kw.get("argv", [])]
             return run_program(code, **kw)
@@ -63,7 +67,7 @@ class _Trainer:
                            env={"PATH": "/usr/bin:/bin", "HOME": self.scratch}, capture_output=True, text=True,
                            timeout=300, **self.user)
         assert p.returncode == 0, p.stderr[-2000:]
-        return tasks.SandboxResult(**json.loads(p.stdout.splitlines()[-1]))
+        return sandbox_lib.SandboxResult(**json.loads(p.stdout.splitlines()[-1]))
 
     def start(self, code: str, **kw) -> subprocess.Popen:
         """A separate trainer process running one program (to kill it mid-run)."""
@@ -84,8 +88,8 @@ def _nobody_trainer(root: str) -> _Trainer:
         pytest.skip("the tests already run as an unprivileged user")
     copy = os.path.join(root, "repo")                      # the checkout may sit under a dir closed to nobody
     os.makedirs(copy)
-    for name in ("tasks.py", "sandbox_boot.py", "judge_child.py"):
-        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(tasks.__file__)), name), copy)
+    for name in ("sandbox.py", "sandbox_boot.py"):
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(sandbox_lib.__file__)), name), copy)
     scratch = os.path.join(root, "home")
     os.makedirs(scratch)
     os.chown(scratch, NOBODY, NOBODY)
@@ -93,7 +97,7 @@ def _nobody_trainer(root: str) -> _Trainer:
         os.chmod(d, 0o755)
     for python in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
         try:
-            if python and subprocess.run([python, "-c", "import tasks"], cwd=copy, capture_output=True,
+            if python and subprocess.run([python, "-c", "import sandbox"], cwd=copy, capture_output=True,
                                          user=NOBODY, group=NOBODY, extra_groups=[]).returncode == 0:
                 return _Trainer(python, copy, NOBODY, scratch)
         except OSError:                                    # e.g. an interpreter under /root
@@ -136,7 +140,7 @@ def test_sandbox_namespaces_and_privileges(sandbox):
     uid, gid, groups, cap_eff, cap_bnd, no_new_privs = ids.replace("[]", "none").split()
     assert (cap_eff, cap_bnd, no_new_privs) == ("0", "0", "1")
     if sandbox.uid is None and os.geteuid() == 0:          # as root: the run's own uid, no groups
-        assert int(uid) >= tasks.SANDBOX_UID_BASE and int(gid) >= tasks.SANDBOX_UID_BASE and groups == "none"
+        assert int(uid) >= sandbox_lib.SANDBOX_UID_BASE and int(gid) >= sandbox_lib.SANDBOX_UID_BASE and groups == "none"
     host = [os.readlink(f"/proc/self/ns/{n}") for n in ("ipc", "net", "pid", "mnt", "uts")]
     assert all(inner != outer for inner, outer in zip(ns.split(), host)), (ns, host)
 
@@ -265,8 +269,8 @@ def test_sandbox_program_dies_with_the_trainer(sandbox):
 
 def test_sandbox_bounds_the_memory_of_a_process_tree():
     """Four children of 200 MB each stay under the per-process limit (300 MB) but not together."""
-    tasks.sandbox_self_test()
-    if not tasks._state["cgroup"]:
+    sandbox_lib.sandbox_self_test()
+    if not sandbox_lib._state["cgroup"]:
         pytest.skip("no writable memory cgroup here: a tree is bounded by max_processes x memory_mb (README)")
     code = ("import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
             "        x = b'1' * (200 << 20)\n        time.sleep(2)\n        os._exit(0)\n    pids.append(pid)\n"
@@ -282,7 +286,7 @@ def test_sandbox_runs_a_python_that_lives_anywhere(tmp_path):
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
         python = os.path.join(venv, "bin", "python")
-        code = "import tasks\nr = tasks.run_program('import sys; print(sys.prefix)')\nprint(r.status, r.stdout, end='')"
+        code = "import sandbox\nr = sandbox.run_program('import sys; print(sys.prefix)')\nprint(r.status, r.stdout, end='')"
         p = subprocess.run([python, "-c", code], cwd=os.path.dirname(os.path.abspath(tasks.__file__)),
                            capture_output=True, text=True, timeout=120)
         assert p.stdout == f"ok {venv}\n", p.stderr[-1000:]
@@ -291,15 +295,15 @@ def test_sandbox_runs_a_python_that_lives_anywhere(tmp_path):
 
 
 _WEAK = """import json, sys
-import tasks
-tasks.ALLOW_WEAK_SANDBOX = True
-mode = tasks.sandbox_self_test()
-print(json.dumps([mode, tasks.run_program(sys.argv[1], argv=sys.argv[2:]).__dict__]))
+import sandbox
+sandbox.ALLOW_WEAK_SANDBOX = True
+mode = sandbox.sandbox_self_test()
+print(json.dumps([mode, sandbox.run_program(sys.argv[1], argv=sys.argv[2:]).__dict__]))
 """
 
 
 def test_sandbox_refuses_weak_isolation_unless_allowed(monkeypatch):
-    monkeypatch.setattr(tasks, "_state", {})
+    monkeypatch.setattr(sandbox_lib, "_state", {})
     monkeypatch.setenv("VPD_SANDBOX_NO_NAMESPACES", "1")
     with pytest.raises(TaskError, match=r"cannot be isolated here \(disabled by VPD_SANDBOX_NO_NAMESPACES=1\).*"
                                         r"--unsafe-sandbox") as e:
@@ -319,20 +323,20 @@ def test_sandbox_refuses_weak_isolation_unless_allowed(monkeypatch):
     uid, no_new_privs = r["stdout"].split()
     assert mode == "weak" and r["status"] == "ok" and no_new_privs == "1"
     if os.geteuid() == 0:                                  # as root: the run's own uid, killed after the run
-        assert int(uid) >= tasks.SANDBOX_UID_BASE and _procs_with(marker) == []
+        assert int(uid) >= sandbox_lib.SANDBOX_UID_BASE and _procs_with(marker) == []
     for pid in _procs_with(marker):                        # weak mode as a user leaves it (documented): clean up
         os.kill(pid, 9)
 
 
 def test_sandbox_self_test_gives_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(tasks, "_state", {})
-    monkeypatch.setattr(tasks, "_BOOT", "/nonexistent/sandbox_boot.py")
+    monkeypatch.setattr(sandbox_lib, "_state", {})
+    monkeypatch.setattr(sandbox_lib, "_BOOT", "/nonexistent/sandbox_boot.py")
     with pytest.raises(TaskError, match=r"^sandbox: untrusted code cannot be isolated here \(.*No such file") as e:
         get_task("code")
     assert "\n" not in str(e.value)
-    monkeypatch.setattr(tasks, "ALLOW_WEAK_SANDBOX", True)
-    with pytest.raises(TaskError, match=r"^sandbox: even a trivial program does not run here"):
-        tasks.sandbox_self_test()
+    monkeypatch.setattr(sandbox_lib, "ALLOW_WEAK_SANDBOX", True)
+    with pytest.raises(SandboxError, match=r"^sandbox: even a trivial program does not run here"):
+        sandbox_lib.sandbox_self_test()
 
 
 def test_run_many_in_parallel():
@@ -354,7 +358,7 @@ def _fenced(src: str) -> str:
 
 def test_code_embedded_set_and_split(code):
     train, test = code.load("train"), code.load("test")
-    assert len(train) + len(test) >= 30 and len(test) == len(tasks._CODE_PROBLEMS) // 5
+    assert len(train) + len(test) >= 30 and len(test) == len(tasks.read_data("code_problems.jsonl", ())) // 5
     assert {e["id"] for e in train}.isdisjoint(e["id"] for e in test)
     assert [e["id"] for e in test] == [e["id"] for e in get_task("code").load("test")]
     assert all(3 <= len(e["tests"]) <= 6 for e in train + test)
@@ -410,7 +414,7 @@ def test_code_task_contains_hostile_programs(body, expect):
 
 
 def test_extract_code():
-    ex = tasks.extract_code
+    ex = judge.extract_code
     assert ex("```python\na = 1\n```\ntext\n```python\nb = 2\n```") == "b = 2"          # last python block
     assert ex("```\nx = 1\n```") == "x = 1"                                                 # untagged block
     assert ex("```python\ndef f():\n    return 1") == "def f():\n    return 1"               # unterminated
@@ -552,12 +556,13 @@ def test_extract_choice():
 def test_science_embedded_set_split_and_feedback():
     task = get_task("science")
     train, test = task.load("train"), task.load("test")
-    assert len(train) + len(test) >= 40 and len(test) == len(tasks._SCIENCE_QUESTIONS) // 5
+    questions = tasks.read_data("science_questions.jsonl", ())
+    assert len(train) + len(test) >= 40 and len(test) == len(questions) // 5
     assert {e["id"] for e in train}.isdisjoint(e["id"] for e in test)
     for e in train + test:
         assert len(e["options"]) == 4 and e["answer"] in "ABCD" and e["explanation"]
-        assert e["options"][ord(e["answer"]) - 65] == tasks._SCIENCE_QUESTIONS[int(e["id"][4:])][1][
-            ord(tasks._SCIENCE_QUESTIONS[int(e["id"][4:])][2]) - 65]   # rotation keeps the right option right
+        q = questions[int(e["id"][4:])]
+        assert e["options"][ord(e["answer"]) - 65] == q["options"][ord(q["answer"]) - 65]   # rotation keeps it right
     ex = train[0]
     right = ex["answer"]
     wrong = next(x for x in "ABCD" if x != right)
@@ -639,6 +644,57 @@ def test_gsm8k_from_local_files(tmp_path):
     assert ex["answer"] == "4003" and ex["explanation"] == "He has 3 + 4000 = 4003 apples."
     assert task.score(ex, "\\boxed{4,003}").reward == 1.0
     assert "He has 3 + 4000 = 4003 apples." in task.score(ex, "4000").feedback
+
+
+# ------------------------------------------------------------------ the shipped data (data/*.jsonl)
+def test_shipped_math_file_equals_its_generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_math", os.path.join(tasks.DATA_DIR, "make_math.py"))
+    make_math = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_math)
+    made = make_math.problems()
+    assert tasks.read_data("math_problems.jsonl", ()) == made
+    assert [r["split"] for r in made].count("train") == 500 and [r["split"] for r in made].count("test") == 99
+    assert made[0]["id"] == "math-1-0" and made[500]["id"] == "math-2-0"
+
+
+@pytest.mark.parametrize("name,load,digest", [
+    ("code-train", lambda: tasks._default_code("train"), "1044cc4cd40794e9"),
+    ("code-test", lambda: tasks._default_code("test"), "e3e461a1bb2e3bc0"),
+    ("science-train", lambda: get_task("science").load("train"), "5b7fc9b080451b36"),
+    ("science-test", lambda: get_task("science").load("test"), "f5de3847a0fafc08"),
+    ("math-train", lambda: get_task("math").load("train"), "fa38d3c9e83f7445"),
+    ("math-test", lambda: get_task("math").load("test"), "c9cc7aa6f7de4097"),
+])
+def test_default_examples_are_pinned(name, load, digest):
+    """The default examples (ids, texts, options, tests, explanations and the split) are exactly the ones every
+    earlier run trained and evaluated on; change a digest only when the data is changed on purpose."""
+    import hashlib
+    assert hashlib.sha256(json.dumps(load()).encode()).hexdigest()[:16] == digest, name
+
+
+def test_missing_or_corrupt_data_file_is_one_line_task_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(tasks, "DATA_DIR", str(tmp_path))
+    path = tmp_path / "science_questions.jsonl"
+    cases = [(None, r"cannot be read \(FileNotFoundError\)"), ("", "is empty"), ("\n\n", "is empty"),
+             ('{"question": "Q?", "options": ["a", "b"]\n', "line 1 is not a JSON object"),
+             ('{"question": "Q?", "options": ["a", "b"], "answer": "A", "explanation": ""}\n[1, 2]\n',
+              "line 2 is not a JSON object with question, options, answer, explanation"),
+             ('{"question": "Q?", "options": ["a", "b"], "answer": "A"}\n', "line 1 is not a JSON object with"),
+             (b"\xff\xfe\n", r"cannot be read \(UnicodeDecodeError\)")]
+    for content, message in cases:
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        with pytest.raises(TaskError, match=f"^data file {re.escape(str(path))} {message}") as e:
+            get_task("science").load("train")
+        assert "\n" not in str(e.value) and str(e.value).endswith("restore it from the repository "
+                                                                  "(git checkout -- data/)")
+    for name, load in (("math_problems.jsonl", lambda: get_task("math").load("test")),
+                       ("code_problems.jsonl", lambda: tasks._default_code("train"))):
+        with pytest.raises(TaskError, match=f"^data file .*{name} cannot be read"):
+            load()
 
 
 # ------------------------------------------------------------------ toy (kept as it was)
@@ -1122,7 +1178,7 @@ def test_humaneval_canonical_solutions_function_only_and_prompt_plus_completion(
 
 
 def test_same_stdout_follows_livecodebench():
-    same = tasks.same_stdout
+    same = judge.same_stdout
     assert same("6.0\n", "6") and same("1 2.50 \n\n", "1.0 2.5") and same("  a b\n c \n", "a b\nc")
     assert same("1e3", "1000") and same("YES\n", "YES")
     assert not same("6.1", "6") and not same("a\nb", "a b") and not same("1 2", "1 2 3") and not same("", "0")

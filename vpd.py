@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+import sandbox as sandbox_lib
 import tasks as tasks_lib
 
 
@@ -937,7 +938,7 @@ def health_warnings(recent: list[dict]) -> list[str]:
 def train(cfg: Config) -> str:
     validate(cfg)
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
-    tasks_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
+    sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
     task = tasks_lib.get_task(cfg.task, cfg.dataset)
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
