@@ -13,7 +13,7 @@ go to every vpd.py run. The GGUF is de-quantised once into OUT/model (fp32 safet
 spend ~40 s converting it.
 
 Schedule (sized for a shared 2-core CPU): seed 0 of every algorithm starts at every lr of the sweep (the same
-settings as the final runs). Once all of an algorithm's sweep runs have logged step D (--decide-at, default 3),
+settings as the final runs). Once all of an algorithm's sweep runs have logged step D (--decide-at, default 2),
 its lr is chosen by the *training* reward (ties: the first lr of --lrs), the mean success of the student's rollouts over steps 2..D (sampled after at
 least one update), never by the held-out evaluation the table reports; the other sweep runs are stopped there
 (they leave a STOPPED file) and the chosen one finishes as the table's seed 0; the other seeds then run at that
@@ -146,10 +146,10 @@ def main():
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS, help="lr sweep (seed 0), the same for all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first one is the sweep seed")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=2)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--decide-at", type=int, default=3, help="step at which each algorithm's lr is chosen")
+    p.add_argument("--decide-at", type=int, default=2, help="step at which each algorithm's lr is chosen")
     args, extra = p.parse_known_args()
     model = os.path.abspath(args.model or prepare_model(args.out_dir, args.gguf_file))
     out = os.path.abspath(args.out_dir)
