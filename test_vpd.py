@@ -1766,3 +1766,38 @@ def test_static_cache_needs_float32(tmp_path):
                      output_dir=str(tmp_path / "r"))
     with pytest.raises(vpd.UserError, match="--gen-cache static needs --dtype float32"):
         vpd.train(cfg)
+
+
+def _code_names(path: str) -> list[str]:
+    """Backticked identifiers in the code column (the last one, headed vpd.py / code / function) of a doc's tables;
+    parenthesised remarks such as `train` (`prior`) are left out."""
+    import re
+    names, in_table = [], False
+    lines = open(os.path.join(REPO, path), encoding="utf-8").read().splitlines()
+    for i, line in enumerate(lines):
+        cells = re.split(r"(?<!\\)\|", line.strip())
+        if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            in_table = len(cells) > 2 and re.match(r"(code|function|vpd\.py)", cells[-2].strip()) is not None
+        elif not line.startswith("|"):
+            in_table = False
+        elif in_table and not line.startswith("|---"):
+            names += re.findall(r"`([A-Za-z_][\w.]*)`", re.sub(r"\([^)]*\)", "", cells[-2]))
+    return names
+
+
+def test_every_function_the_docs_name_exists():
+    """The README's paper-to-code map and docs/algorithm.md's tables name functions: each must exist (in vpd,
+    or by its module: tasks.Task.score, lm.chat_ids)."""
+    import importlib
+    import tasks
+    names = _code_names("README.md") + _code_names("docs/algorithm.md")
+    assert len(names) >= 30 and {"m_step", "e_step", "bco_loss", "kl_k3"} <= set(names)   # the tables were read
+    for name in names:
+        head, *rest = name.split(".")
+        if head in ("vpd", "tasks", "lm", "rundir"):
+            obj, rest = importlib.import_module(head), rest
+        else:
+            obj = getattr(vpd, head, None) or getattr(tasks, head, None)
+        for part in rest:
+            obj = getattr(obj, part, None)
+        assert callable(obj), f"{name} is named in the docs but is not a function or class of the code"
