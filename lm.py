@@ -1,7 +1,9 @@
 """Language-model plumbing for vpd.py: loading a model and tokenizer (short name, Hub id, directory, GGUF, or the
-offline `tiny`), and speaking its chat template (prompts, stop ids, <think> blocks)."""
+offline `tiny`), autocast to an explicit compute dtype, the check that the logits are the LM head's, and speaking the
+chat template (prompts, stop ids, <think> blocks)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -86,6 +88,28 @@ def load_model(cfg):
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to the compute dtype, which every caller passes explicitly (vpd.setup resolves --dtype once); none
+    for fp32 (and fp64 tests)."""
+    if dtype in (torch.float32, torch.float64):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_head(model, dtype) -> None:
+    """The chunked losses rebuild the logits as LM head(backbone(x)); refuse a model whose forward does more (logit
+    soft-capping, scaling), checked once on a short input."""
+    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
+    with torch.no_grad():
+        with autocast(ids.device, dtype):
+            want = model(input_ids=ids, use_cache=False).logits.float()
+            h = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+            got = model.get_output_embeddings()(h).float()
+    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
+        raise UserError(f"{type(model).__name__}'s logits are not LM head(final hidden state) (soft-capping or "
+                        "scaling?): this model is not supported by the chunked losses")
 
 
 def stop_ids(model, tok) -> list[int]:

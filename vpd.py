@@ -1,4 +1,4 @@
-"""Variational Policy Distillation (VPD): RL for language models from language feedback, in one file.
+"""Variational Policy Distillation (VPD): RL for language models from language feedback.
 
 The student pi_theta(y|x) answers a prompt; the environment scores the answer and says what went wrong. The teacher
 q_theta(y|x, C) is the *same network* prompted with that feedback C. Training alternates
@@ -7,9 +7,9 @@ q_theta(y|x, C) is the *same network* prompted with that feedback C. Training al
     prior is the current student (a trust region that moves with the student).
 Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
 The algorithm and its knobs are described in docs/algorithm.md (the § and pitfall numbers below refer to it).
-The file reads top to bottom: the equations, the knobs, rollouts, M-step, E-step, GRPO, the loop, then plumbing
-(model loading, chat templates, checkpoints, plots, CLI). The compute dtype is an explicit argument of every
-function that runs the model.
+This file reads top to bottom: the equations, the knobs, rollouts, M-step, E-step, GRPO, the loop, then plumbing
+(setup, checkpoints, CLI). Model loading and chat templates live in lm.py, run directories and plots in rundir.py.
+The compute dtype is an explicit argument of every function that runs the model.
 
     python vpd.py --model Qwen2.5-0.5B --task code          # train
     python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
@@ -18,14 +18,12 @@ function that runs the model.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import json
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -36,9 +34,9 @@ import torch
 import torch.nn.functional as F
 
 import tasks as tasks_lib
-from plots import plot  # noqa: F401
-from lm import (SHORT_NAMES, UserError, build_tiny, chat_ids, end_of_turn_ids, load_model,  # noqa: F401
-                resolve_model_name, stop_ids, strip_thinking)
+from lm import (SHORT_NAMES, UserError, autocast, build_tiny, chat_ids, check_head, end_of_turn_ids,  # noqa: F401
+                load_model, resolve_model_name, stop_ids, strip_thinking)
+from rundir import log_metrics, make_run_dir, plot
 
 
 # ================================================================================================================
@@ -220,11 +218,9 @@ class Config:
     steps: int = arg(200, "training steps (one batch of rollouts each)")
     seed: int = arg(0, "random seed")
     device: str = arg("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = arg("auto", "compute dtype: auto (bf16 on CUDA, fp32 on CPU); weights and optimizer stay fp32",
-                     choices=["auto", "float32", "bfloat16"])
+    dtype: str = arg("auto", "compute dtype: auto = bf16 on CUDA, else fp32", choices=["auto", "float32", "bfloat16"])
     output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue a run from its directory; only --steps, --device, --unsafe-sandbox may change",
-                      type=str)
+    resume: str = arg(None, "continue this run directory; only --steps --device --unsafe-sandbox may change", type=str)
     # sampling (§6)
     batch_prompts: int = arg(4, "B: prompts per step")
     group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
@@ -252,12 +248,10 @@ class Config:
     e_beta: float = arg(0.1, "beta_E of the BCO implicit reward")
     e_target_kl: float = arg(None, "adaptive trust region: per-token teacher-student KL target", type=float)
     e_adapt: str = arg("lr", "what --e-target-kl adapts: the E-step's lr, or beta_E", choices=["lr", "beta"])
-    e_prior: str = arg("student", "E-step prior: the current student or the initial model",
-                       choices=["student", "initial"])
+    e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
     e_lr: float = arg(None, "learning rate of the E-step's own optimizer (default: --lr)", type=float)
     e_optimizer: str = arg("adamw", "the E-step's own optimizer: adamw or sign (no state)", choices=["adamw", "sign"])
-    e_buffer: str = arg("all", "E-step data: all rollouts since the last E-step, or the last batch",
-                        choices=["all", "last"])
+    e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
     # baselines (§7)
     teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"])
     ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
@@ -290,7 +284,7 @@ FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 
 def validate(cfg: Config) -> None:
-    checks = [
+    for ok, msg in [
         (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
         (cfg.batch_prompts >= 1, "--batch-prompts must be >= 1"),
         (cfg.steps >= 0, "--steps must be >= 0"),
@@ -308,8 +302,7 @@ def validate(cfg: Config) -> None:
         (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
         (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
         (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
-    ]
-    for ok, msg in checks:
+    ]:
         if not ok:
             raise UserError(msg)
     bad = set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES)
@@ -323,15 +316,7 @@ def feedback_sources(cfg: Config) -> list[str]:
 
 def compute_dtype(name: str, device: torch.device) -> torch.dtype:
     """--dtype -> the autocast dtype: auto is bf16 on CUDA, fp32 elsewhere."""
-    return {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
-            "bfloat16": torch.bfloat16}[name]
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    """Autocast to the compute dtype; none for fp32 (and for fp64 tests)."""
-    if dtype in (torch.float32, torch.float64):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.bfloat16 if name == "bfloat16" or (name == "auto" and device.type == "cuda") else torch.float32
 
 
 # ================================================================================================================
@@ -468,20 +453,6 @@ def head_logits(model, h: torch.Tensor, temperature: float, dtype) -> torch.Tens
 def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int, dtype):
     """Logits / temperature predicting each completion token: [n, T, V] (tests, warm-up; the losses use chunks)."""
     return head_logits(model, completion_hidden(model, prompts, comp, pad, dtype), temperature, dtype)
-
-
-def check_head(model, dtype) -> None:
-    """The chunked losses rebuild the logits as LM head(backbone(x)); refuse a model whose forward does more (logit
-    soft-capping, scaling), checked once on a short input."""
-    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
-    with torch.no_grad():
-        with autocast(ids.device, dtype):
-            want = model(input_ids=ids, use_cache=False).logits.float()
-            h = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
-        got = head_logits(model, h, 1.0, dtype)
-    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
-        raise UserError(f"{type(model).__name__}'s logits are not LM head(final hidden state) (soft-capping or "
-                        "scaling?): this model is not supported by the chunked losses")
 
 
 def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float, chunk_mb: float,
@@ -733,8 +704,7 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> 
     if not examples:
         return {}
     n, ok = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
         torch.manual_seed(seed)
         prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
         outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype)
@@ -854,14 +824,8 @@ def health_warnings(recent: list[dict]) -> list[str]:
             if len(recent) >= 10 and mean(key) < floor and (key != "frac_context" or key in recent[-1])]
 
 
-def log_metrics(run_dir: str, m: dict) -> None:
-    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
-        f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in m.items()})
-                + "\n")
-
-
 # ================================================================================================================
-# Plumbing: setup, checkpoints, CLI (model loading and chat templates: lm.py; learning curves: plots.py)
+# Plumbing: setup, checkpoints, CLI (model loading, chat templates: lm.py; run directories, learning curves: rundir.py)
 # ================================================================================================================
 def setup(cfg: Config) -> SimpleNamespace:
     """What the loop works on: task and data, device and compute dtype (`dtype`, from --dtype), model, stop ids, run
@@ -917,26 +881,6 @@ def setup(cfg: Config) -> SimpleNamespace:
     run.es = EState(**st["e"]) if "e" in st else EState(   # (checkpoints from before EState)
         st["beta"], cfg.e_lr or cfg.lr, st["delta"] / st["beta"], st["delta_count"])
     return run
-
-
-def make_run_dir(cfg: Config, resume: tuple[str, dict] | None) -> str:
-    """runs/<task>-<algo>-<time>, or --output-dir; a resumed run's own directory, its logs cut back to the
-    checkpoint (lines logged after it, by a crash, are dropped: those steps run again)."""
-    if resume:
-        run_dir = os.path.dirname(os.path.abspath(resume[0]))
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                keep = [line for line in open(path) if json.loads(line)["step"] <= resume[1]["state"]["step"]]
-                with open(path, "w") as f:
-                    f.writelines(keep)
-        return run_dir
-    task_name = re.sub(r"[^\w.-]+", "_", os.path.basename(cfg.task))   # path/to/my.py:Cls -> my.py_Cls
-    run_dir = cfg.output_dir or os.path.join("runs", f"{task_name}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
-    os.makedirs(run_dir, exist_ok=True)
-    return run_dir
 
 
 # ---- checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly ---------------
@@ -997,11 +941,9 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
         name, meta = "--" + f.name.replace("_", "-"), f.metadata
         preset = ", ".join(f"{t}={v[f.name]}" for t, v in PRESETS.items() if f.name in v)
         help_text = meta["help"] + (f" [default {f.default}" + (f"; presets: {preset}]" if preset else "]"))
-        if f.type == "bool" or isinstance(f.default, bool):
-            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            typ = meta.get("type") or type(f.default)
-            p.add_argument(name, type=typ, default=None, choices=meta.get("choices"), help=help_text)
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else
+                {"type": meta.get("type") or type(f.default), "choices": meta.get("choices")})
+        p.add_argument(name, default=None, help=help_text, **kind)
     p.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="draw learning curves of these runs and exit")
     p.add_argument("--out", default="curves.png", help="output PNG for --plot")
     args = p.parse_args(argv)

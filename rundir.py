@@ -1,12 +1,40 @@
-"""Learning curves of vpd.py runs (python vpd.py --plot RUN_DIR ... --out curves.png): student pass@1 and teacher
-success vs step and vs wall time; runs named NAME-sN (seeds) are grouped, mean line and min-max band per group."""
+"""Run directories of vpd.py: creating one (or reopening it for --resume), its metrics.jsonl, and learning curves
+of several runs (python vpd.py --plot RUN_DIR ... --out curves.png)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import time
 
 from lm import UserError
+
+
+def make_run_dir(cfg, resume: tuple[str, dict] | None) -> str:
+    """runs/<task>-<algo>-<time>, or --output-dir; a resumed run's own directory, its logs cut back to the
+    checkpoint (lines logged after it, by a crash, are dropped: those steps run again)."""
+    if resume:
+        run_dir = os.path.dirname(os.path.abspath(resume[0]))
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path):
+                keep = [line for line in open(path) if json.loads(line)["step"] <= resume[1]["state"]["step"]]
+                with open(path, "w") as f:
+                    f.writelines(keep)
+        return run_dir
+    task_name = re.sub(r"[^\w.-]+", "_", os.path.basename(cfg.task))   # path/to/my.py:Cls -> my.py_Cls
+    run_dir = cfg.output_dir or os.path.join("runs", f"{task_name}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def log_metrics(run_dir: str, m: dict) -> None:
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
+        f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in m.items()})
+                + "\n")
 
 
 def plot(run_dirs: list[str], out: str) -> None:
