@@ -28,6 +28,7 @@ import vpd  # noqa: E402
 torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.abspath(__file__))
 D = torch.float64
+F32 = torch.float32   # the compute dtype the model-running functions take (fp32 on CPU)
 
 
 def t64(x):
@@ -436,7 +437,7 @@ def _rows(tok, eos_id):
 
 def _logq(model, prompt_ids, comp_ids, pad, temperature=1.0):
     comp = torch.tensor([comp_ids])
-    return vpd.token_logprobs(vpd.completion_logits(model, [prompt_ids], comp, temperature, pad), comp)[0]
+    return vpd.token_logprobs(vpd.completion_logits(model, [prompt_ids], comp, temperature, pad, F32), comp)[0]
 
 
 def test_completion_logits_temperature_and_alignment(tiny):
@@ -446,8 +447,8 @@ def test_completion_logits_temperature_and_alignment(tiny):
     c = [tok("The answer is 4", add_special_tokens=False)["input_ids"], [5, 6]]
     comp, _ = vpd.pad_right(c, pad, "cpu")
     with torch.no_grad():
-        l1 = vpd.completion_logits(model, [p1, p2], comp, 1.0, pad)
-        l2 = vpd.completion_logits(model, [p1, p2], comp, 2.0, pad)
+        l1 = vpd.completion_logits(model, [p1, p2], comp, 1.0, pad, F32)
+        l2 = vpd.completion_logits(model, [p1, p2], comp, 2.0, pad, F32)
         assert l1.shape == (2, comp.shape[1], model.config.vocab_size)
         assert torch.equal(l1, 2 * l2)
         # row 0 unpadded: position t predicts completion token t
@@ -490,7 +491,7 @@ def test_e_step_initial_prior_uses_prior_logprobs_and_grads_only_teacher_branch(
     cfg = vpd.Config(model="tiny", e_prior="initial", micro_batch=2, temperature=1.0)
     state = vpd.EState(beta=0.1, lr=1e-6, ratio_mean=0.2, count=3)     # delta so far 0.1 * 0.2 = 0.02
     model.zero_grad(set_to_none=True)
-    out = vpd.e_step(model, prior, rows, cfg, state, pad)
+    out = vpd.e_step(model, prior, rows, cfg, state, pad, F32)
     assert state == vpd.EState(beta=0.1, lr=1e-6, ratio_mean=0.2, count=3)   # e_step changes no state
     assert out["E/rollouts"] == 3
     # implicit reward by hand, from per-row sums of token log-probs under the teacher (model) and the prior
@@ -530,7 +531,7 @@ def test_e_step_dynamic_prior_gradient_only_through_teacher(tiny):
     rows = _rows(tok, tok.eos_token_id)
     model = _perturbed_copy(base, seed=3)    # any weights; prior = the student itself
     cfg = vpd.Config(model="tiny", micro_batch=10, temperature=1.0)
-    out = vpd.e_step(model, model, rows, cfg, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=-0.2, count=1), pad)
+    out = vpd.e_step(model, model, rows, cfg, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=-0.2, count=1), pad, F32)
     ref = copy.deepcopy(model)
     ref.zero_grad(set_to_none=True)
     _, r, _ = _manual_bco(ref, ref, rows, pad, 0.5, 0.0)
@@ -559,14 +560,14 @@ def test_e_step_without_contexts_is_empty(tiny):
     rows = [r for r in _rows(tok, tok.eos_token_id) if r.teacher_ids is None]
     model = copy.deepcopy(base)
     assert vpd.e_step(model, model, rows, vpd.Config(model="tiny"), vpd.EState(0.1, 1e-6),
-                      tok.pad_token_id) == {}
+                      tok.pad_token_id, F32) == {}
     assert all(p.grad is None for p in model.parameters())
 
 
 def _m_grads(base, rows, cfg, pad):
     model = copy.deepcopy(base).train()
     model.zero_grad(set_to_none=True)
-    out = vpd.m_step(model, model, rows, cfg, pad)
+    out = vpd.m_step(model, model, rows, cfg, pad, F32)
     return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -608,8 +609,8 @@ def test_m_step_loss_value_full_support(tiny):
             if r.teacher_ids is None:
                 continue
             comp = torch.tensor([r.completion_ids])
-            s = vpd.completion_logits(base, [r.prompt_ids], comp, 1.0, pad)[0].double() / 2.0
-            t = vpd.completion_logits(base, [r.teacher_ids], comp, 1.0, pad)[0].double() / 2.0
+            s = vpd.completion_logits(base, [r.prompt_ids], comp, 1.0, pad, F32)[0].double() / 2.0
+            t = vpd.completion_logits(base, [r.teacher_ids], comp, 1.0, pad, F32)[0].double() / 2.0
             ps, lps, lpt = s.softmax(-1), s.log_softmax(-1), t.log_softmax(-1)
             total += (ps * (lps - lpt)).sum().item()
             ntok += len(r.completion_ids)
@@ -814,7 +815,7 @@ def _grpo_manual(model, rows, adv, pad):
     loss, ent, ntok = 0.0, 0.0, 0
     for r, a in zip(rows, adv):
         comp = torch.tensor([r.completion_ids])
-        logits = vpd.completion_logits(model, [r.prompt_ids], comp, 1.0, pad)[0]
+        logits = vpd.completion_logits(model, [r.prompt_ids], comp, 1.0, pad, F32)[0]
         loss = loss - a * vpd.token_logprobs(logits, comp[0]).sum() / total
         with torch.no_grad():
             p = logits.double().softmax(-1)
@@ -832,7 +833,7 @@ def test_grpo_step_loss_and_gradients(tiny):
     cfg = vpd.Config(model="tiny", group_size=2, grpo_std=False, micro_batch=3, temperature=1.0)
     model = copy.deepcopy(base)
     model.zero_grad(set_to_none=True)
-    out = vpd.grpo_step(model, rows, cfg, pad)
+    out = vpd.grpo_step(model, rows, cfg, pad, F32)
     ref = copy.deepcopy(base)
     ref.zero_grad(set_to_none=True)
     loss, _ = _grpo_manual(ref, rows, [0.5, -0.5, 0.0, 0.0], pad)
@@ -850,7 +851,7 @@ def test_grpo_entropy_logged_when_all_advantages_zero(tiny):
         r.reward = 0.0
     cfg = vpd.Config(model="tiny", group_size=2, micro_batch=4, temperature=1.0)
     model = copy.deepcopy(base)
-    out = vpd.grpo_step(model, rows, cfg, pad)
+    out = vpd.grpo_step(model, rows, cfg, pad, F32)
     with torch.no_grad():
         _, want = _grpo_manual(model, rows, [0.0] * 4, pad)
     assert out["G/loss"] == 0.0
@@ -891,10 +892,10 @@ def _margin(model, rows, pad):
     """Mean (log q(y|x,C) - log pi(y|x)) of successes minus that of failures (the BCO implicit-reward margin / beta)."""
     with torch.no_grad():
         comp, mask = vpd.pad_right([r.completion_ids for r in rows], pad, "cpu")
-        logq = (vpd.token_logprobs(vpd.completion_logits(model, [r.teacher_ids for r in rows], comp, 1.0, pad), comp)
-                * mask).sum(1)
-        logp = (vpd.token_logprobs(vpd.completion_logits(model, [r.prompt_ids for r in rows], comp, 1.0, pad), comp)
-                * mask).sum(1)
+        def logprob(prompts):
+            return (vpd.token_logprobs(vpd.completion_logits(model, prompts, comp, 1.0, pad, F32), comp) * mask).sum(1)
+        logq = logprob([r.teacher_ids for r in rows])
+        logp = logprob([r.prompt_ids for r in rows])
     s = torch.tensor([r.success for r in rows])
     d = logq - logp
     return (d[s].mean() - d[~s].mean()).item()
@@ -914,7 +915,7 @@ def test_e_step_raises_teacher_margin_on_successes_vs_failures():
     logged = []
     for _ in range(15):
         opt.zero_grad()
-        e = vpd.e_step(model, model, train_rows, cfg, es, pad)
+        e = vpd.e_step(model, model, train_rows, cfg, es, pad, F32)
         opt.step()
         es.update(e, cfg)
         logged.append(e["E/reward_margin"])
@@ -956,7 +957,7 @@ def test_critique_replaces_feedback_of_failed_rollouts_only(tiny, monkeypatch):
         return [([7], "  the answer names the digit  ", False) for _ in queries]
 
     monkeypatch.setattr(vpd, "sample", fake_sample)
-    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy"), [0])
+    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy"), [0], F32)
     assert fail.feedback == "the answer names the digit"     # the critique is the failed rollout's feedback
     assert win.feedback == ""                                # successes get no critique
     (query,) = seen["queries"]                               # one critique request: the failure's
@@ -969,8 +970,9 @@ def test_nonfinite_loss_or_gradient_skips_the_update_and_counts_it(tiny, capsys)
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     before = [p.detach().clone() for p in model.parameters()]
     state, sums = {"skipped": 0, "step": 3}, {"loss": 0.0, "nonfinite": 0}
-    vpd.backward(torch.tensor(float("nan"), requires_grad=True), sums)
-    assert sums == {"loss": 0.0, "nonfinite": 1}
+    h = torch.zeros(1, 2, 3, requires_grad=True)                 # a chunked loss that turns NaN: nothing propagated
+    vpd.backward_by_chunks(h, lambda h_c, c: h_c.sum() * float("nan"), [slice(0, 1), slice(1, 2)], sums)
+    assert sums == {"loss": 0.0, "nonfinite": 1} and h.grad is None
     assert vpd.optimizer_step(model, opt, 0.1, 1.0, sums["nonfinite"], state)["skipped"] == 1
     next(model.parameters()).grad = torch.full_like(next(model.parameters()), float("inf"))   # inf gradient
     assert vpd.optimizer_step(model, opt, 0.1, 1.0, 0, state)["skipped"] == 1
@@ -1108,7 +1110,7 @@ def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, 
         got["scores"] = out.scores
         return out.sequences
     model.generate = generate
-    rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos)
+    rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos, F32)
     del model.generate
     return rows, torch.stack(got["scores"], 1), got["config"]
 
@@ -1123,7 +1125,7 @@ def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scor
     assert model.generation_config.repetition_penalty == 1.1            # the checkpoint's config is left as it was
     comp, mask = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
     with torch.no_grad():
-        logits = vpd.completion_logits(model, [p for p in prompts for _ in range(3)], comp, 1.0, pad)
+        logits = vpd.completion_logits(model, [p for p in prompts for _ in range(3)], comp, 1.0, pad, F32)
     lp = vpd.token_logprobs(logits, comp)
     sc = scores[:, :comp.shape[1]].log_softmax(-1)
     assert torch.isfinite(sc[mask.bool()]).all()                        # no top-k / top-p / min-p / bad-words cut
@@ -1143,7 +1145,7 @@ def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny):
     rows, scores, _ = _sample_with_scores(model, tok, prompts, 2, 3, 0.6, 0.95, eos)
     comp, _ = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
     with torch.no_grad():
-        z = vpd.completion_logits(model, prompts * 2, comp, 0.6, pad)[:, 0].double()   # first token: logits / 0.6
+        z = vpd.completion_logits(model, prompts * 2, comp, 0.6, pad, F32)[:, 0].double()   # first token: logits / 0.6
     s = scores[:, 0].double()
     for i in range(2):
         p = z[i].softmax(-1)
@@ -1464,7 +1466,7 @@ def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
         return torch.cat([input_ids, vpd.pad_right(ids, tok.pad_token_id, "cpu")[0]], 1)
     monkeypatch.setattr(model, "generate", fake_generate)
     cfg = vpd.Config(model="tiny", task="toy", group_size=4, feedback="env,sibling")
-    rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos)
+    rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos, F32)
     assert [r.text for r in rollouts] == [right, wrong, right, wrong]
     assert [r.success for r in rollouts] == [True, False, True, False]
     assert "<think>" not in rollouts[1].teacher_prompt
@@ -1515,7 +1517,7 @@ def test_first_e_step_delta_is_its_own_mean_reward(tiny):
     rows = _rows(tok, tok.eos_token_id)
     model, prior = copy.deepcopy(base), _perturbed_copy(base, seed=4)
     state = vpd.EState(beta=0.3, lr=1e-6)
-    out = vpd.e_step(model, prior, rows, vpd.Config(model="tiny", micro_batch=2), state, pad)
+    out = vpd.e_step(model, prior, rows, vpd.Config(model="tiny", micro_batch=2), state, pad, F32)
     with torch.no_grad():
         r = [(0.3 * (sum(_logq(model, x.teacher_ids, x.completion_ids, pad).tolist())
                      - sum(_logq(prior, x.prompt_ids, x.completion_ids, pad).tolist())), x.success)
@@ -1555,9 +1557,9 @@ def _m_e_loop(beta, n, target=None, adapt="lr", e_lr=1e-3, target_from=0):
     for i in range(n):
         cfg.e_target_kl = target if i >= target_from else None
         opt.zero_grad(set_to_none=True)
-        vpd.optimizer_step(model, opt, cfg.lr, 1.0, vpd.m_step(model, model, rows, cfg, pad)["nonfinite"], state)
+        vpd.optimizer_step(model, opt, cfg.lr, 1.0, vpd.m_step(model, model, rows, cfg, pad, F32)["nonfinite"], state)
         e_opt.zero_grad(set_to_none=True)
-        e = vpd.e_step(model, model, rows, cfg, es, pad)
+        e = vpd.e_step(model, model, rows, cfg, es, pad, F32)
         vpd.optimizer_step(model, e_opt, es.lr, 1.0, e.pop("nonfinite"), state)
         es.update(e, cfg)
         kls.append(e["E/teacher_student_kl"])
@@ -1691,11 +1693,11 @@ def test_steps_chunked_equal_unchunked_and_head_sees_one_chunk(tiny, step):
         model.zero_grad(set_to_none=True)
         seen, handle = _lm_head_positions(model)
         if step == "m":
-            out = vpd.m_step(model, model, rows, c, pad)
+            out = vpd.m_step(model, model, rows, c, pad, F32)
         elif step == "e":
-            out = vpd.e_step(model, model, rows, c, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=0.2, count=3), pad)
+            out = vpd.e_step(model, model, rows, c, vpd.EState(beta=0.5, lr=1e-6, ratio_mean=0.2, count=3), pad, F32)
         else:
-            out = vpd.grpo_step(model, rows, c, pad)
+            out = vpd.grpo_step(model, rows, c, pad, F32)
         handle.remove()
         return out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, seen
 
@@ -1725,7 +1727,8 @@ def test_student_entropy_is_the_mean_over_every_8th_position(tiny):
     ents = []
     with torch.no_grad():
         for r in rows:
-            z = vpd.completion_logits(model, [r.prompt_ids], torch.tensor([r.completion_ids]), 1.0, pad)[0].double()
+            comp = torch.tensor([r.completion_ids])
+            z = vpd.completion_logits(model, [r.prompt_ids], comp, 1.0, pad, F32)[0].double()
             p = z.softmax(-1)
             ents.append(-(p * p.log()).sum(-1))
     sampled = [e.item() for h in ents for e in h[::8]]       # c1: t = 0, 8, 16; c2: t = 0, 8
@@ -1735,20 +1738,20 @@ def test_student_entropy_is_the_mean_over_every_8th_position(tiny):
     assert abs(every - want / n) > 1e-3 * every               # reading all positions would fail the test
     for chunk in (vpd.Config.logit_chunk, 3 * 4 * 2 * model.config.vocab_size / 2 ** 20):   # whole / 3 positions
         cfg = vpd.Config(model="tiny", micro_batch=2, group_size=2, support="full", logit_chunk=chunk)
-        m = vpd.m_step(copy.deepcopy(model), model, rows, cfg, pad)
-        g = vpd.grpo_step(copy.deepcopy(model), rows, cfg, pad)
+        m = vpd.m_step(copy.deepcopy(model), model, rows, cfg, pad, F32)
+        g = vpd.grpo_step(copy.deepcopy(model), rows, cfg, pad, F32)
         assert m["student_entropy"] == pytest.approx(want / n, rel=1e-5)
         assert g["student_entropy"] == pytest.approx(want / n, rel=1e-5)
 
 
 def test_check_head_refuses_logits_that_are_not_the_head_of_the_last_hidden_state(tiny):
     base, _ = tiny
-    vpd.check_head(base)                                  # Qwen2: logits = lm_head(norm(last hidden state))
+    vpd.check_head(base, F32)                                  # Qwen2: logits = lm_head(norm(last hidden state))
     model = copy.deepcopy(base)
     forward = model.forward
     model.forward = lambda **kw: type("Out", (), {"logits": 2 * forward(**kw).logits})()   # a logit scale
     with pytest.raises(vpd.UserError, match="not supported by the chunked losses"):
-        vpd.check_head(model)
+        vpd.check_head(model, F32)
 
 
 def test_toy_preset_trains_the_e_step_on_the_last_batch():
@@ -1758,11 +1761,71 @@ def test_toy_preset_trains_the_e_step_on_the_last_batch():
     assert vpd.parse_args(["--task", "code"])[0].e_buffer == "all"
 
 
-def test_static_cache_needs_float32(tmp_path, monkeypatch):
+def test_static_cache_needs_float32(tmp_path):
     """A static KV cache holds one dtype; under bf16 autocast RoPE makes fp32 keys and bf16 values (found on an
     H100: index_copy_ dtype error), so --gen-cache static is refused unless --dtype float32."""
     cfg = vpd.Config(model="tiny", task="toy", gen_cache="static", dtype="bfloat16", device="cpu", steps=1,
                      output_dir=str(tmp_path / "r"))
-    monkeypatch.setitem(vpd._AMP, "dtype", vpd._AMP["dtype"])    # restored afterwards
     with pytest.raises(vpd.UserError, match="--gen-cache static needs --dtype float32"):
         vpd.train(cfg)
+
+
+def _code_names(path: str) -> list[str]:
+    """Backticked identifiers in the code column (the last one, headed vpd.py / code / function) of a doc's tables;
+    parenthesised remarks such as `train` (`prior`) are left out."""
+    import re
+    names, in_table = [], False
+    lines = open(os.path.join(REPO, path), encoding="utf-8").read().splitlines()
+    for i, line in enumerate(lines):
+        cells = re.split(r"(?<!\\)\|", line.strip())
+        if i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            in_table = len(cells) > 2 and re.match(r"(code|function|vpd\.py)", cells[-2].strip()) is not None
+        elif not line.startswith("|"):
+            in_table = False
+        elif in_table and not line.startswith("|---"):
+            names += re.findall(r"`([A-Za-z_][\w.]*)`", re.sub(r"\([^)]*\)", "", cells[-2]))
+    return names
+
+
+def test_every_function_the_docs_name_exists():
+    """The README's paper-to-code map and docs/algorithm.md's tables name functions: each must exist (in vpd,
+    or by its module: tasks.Task.score, lm.chat_ids)."""
+    import importlib
+    import tasks
+    names = _code_names("README.md") + _code_names("docs/algorithm.md")
+    assert len(names) >= 30 and {"m_step", "e_step", "bco_loss", "kl_k3"} <= set(names)   # the tables were read
+    for name in names:
+        head, *rest = name.split(".")
+        if head in ("vpd", "tasks", "lm", "rundir"):
+            obj, rest = importlib.import_module(head), rest
+        else:
+            obj = getattr(vpd, head, None) or getattr(tasks, head, None)
+        for part in rest:
+            obj = getattr(obj, part, None)
+        assert callable(obj), f"{name} is named in the docs but is not a function or class of the code"
+
+
+# ================================================================================================================
+# References: every § and pitfall cited in the code and the README exists in docs/algorithm.md
+# ================================================================================================================
+def test_every_section_and_pitfall_reference_resolves():
+    import glob
+    import re
+    here = os.path.dirname(os.path.abspath(__file__))
+    doc = open(os.path.join(here, "docs", "algorithm.md"), encoding="utf-8").read()
+    sections = set(re.findall(r"^## §(\d+) ", doc, re.M))
+    pitfalls_text = doc.split("## §9 ", 1)[1].split("\n## ", 1)[0]
+    pitfalls = set(re.findall(r"^(\d+)\. \*\*", pitfalls_text, re.M))
+    assert sections == {str(i) for i in range(1, 11)} and pitfalls == {str(i) for i in range(1, 10)}
+    files = [os.path.join(here, f) for f in ("README.md", "docs/algorithm.md")] + glob.glob(os.path.join(here, "*.py"))
+    cited = 0
+    for path in files:
+        text = open(path, encoding="utf-8").read()
+        for n in re.findall(r"§(\d+)", text):
+            assert n in sections, f"{os.path.basename(path)} cites §{n}, which docs/algorithm.md does not have"
+            cited += 1
+        for group in re.findall(r"pitfalls? (\d+(?:(?:, | and )\d+)*)", text):
+            for n in re.findall(r"\d+", group):
+                assert n in pitfalls, f"{os.path.basename(path)} cites pitfall {n}, not in docs/algorithm.md §9"
+                cited += 1
+    assert cited > 50

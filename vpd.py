@@ -1,4 +1,4 @@
-"""Variational Policy Distillation (VPD): RL for language models from language feedback, in one file.
+"""Variational Policy Distillation (VPD): RL for language models from language feedback.
 
 The student pi_theta(y|x) answers a prompt; the environment scores the answer and says what went wrong. The teacher
 q_theta(y|x, C) is the *same network* prompted with that feedback C. Training alternates
@@ -7,6 +7,9 @@ q_theta(y|x, C) is the *same network* prompted with that feedback C. Training al
     prior is the current student (a trust region that moves with the student).
 Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
 The algorithm and its knobs are described in docs/algorithm.md (the § and pitfall numbers below refer to it).
+This file reads top to bottom: the equations, the knobs, rollouts, M-step, E-step, GRPO, the loop, then plumbing
+(setup, checkpoints, CLI). Model loading and chat templates live in lm.py, run directories and plots in rundir.py.
+The compute dtype is an explicit argument of every function that runs the model.
 
     python vpd.py --model Qwen2.5-0.5B --task code          # train
     python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
@@ -15,340 +18,30 @@ The algorithm and its knobs are described in docs/algorithm.md (the § and pitfa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import itertools
 import json
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 import sandbox as sandbox_lib
 import tasks as tasks_lib
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
-
-
-def arg(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+from lm import (SHORT_NAMES, UserError, autocast, build_tiny, chat_ids, check_head, end_of_turn_ids,  # noqa: F401
+                load_model, resolve_model_name, stop_ids, strip_thinking)
+from rundir import log_metrics, make_run_dir, plot
 
 
 # ================================================================================================================
-# Configuration
-# ================================================================================================================
-@dataclass
-class Config:
-    # run
-    model: str = arg("Qwen2.5-0.5B", "short name (Qwen2.5-0.5B, Qwen3-1.7B, SmolLM2-135M-Instruct, ...), Hub id, "
-                     "local directory, or 'tiny' (random small Qwen2, offline)")
-    gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
-    task: str = arg("code", "task: toy | code | science | math | qa (your JSONL: --dataset qa:PATH) | "
-                    "path/to/file.py:ClassName (your tasks.Task subclass)")
-    dataset: str = arg(None, "task dataset (e.g. humaneval, mbpp, livecodebench, gsm8k, qa:PATH); default: embedded",
-                       type=str)
-    unsafe_sandbox: bool = arg(False, "code task where namespaces do not work (some containers): run model code "
-                               "with weak isolation; it can then read your files and reach the network")
-    algo: str = arg("vpd", "vpd | sdpo | grpo (docs/algorithm.md §7)", choices=["vpd", "sdpo", "grpo"])
-    steps: int = arg(200, "training steps (one batch of rollouts each)")
-    seed: int = arg(0, "random seed")
-    device: str = arg("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = arg("auto", "compute dtype (autocast): auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16. "
-                     "Weights and optimizer stay fp32 (no float16: it would need loss scaling)",
-                     choices=["auto", "float32", "bfloat16"])
-    output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue a run from its directory (or its ckpt/ folder); only --steps, --device, "
-                      "--unsafe-sandbox may change", type=str)
-    # sampling (§6)
-    batch_prompts: int = arg(4, "B: prompts per step")
-    group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
-    max_new_tokens: int = arg(512, "completion budget (task preset)")
-    temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
-    thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3's enable_thinking); <think> blocks "
-                         "are stripped from what the judges grade and from sibling demonstrations either way")
-    gen_cache: str = arg("dynamic", "KV cache of generate: dynamic, or static (transformers compiles the decoder "
-                         "after a first slow call; --dtype float32 only)", choices=["dynamic", "static"])
-    success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
-    # feedback prompting (§2)
-    feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
-    feedback_max_chars: int = arg(2000, "cap on feedback and sibling text in the teacher prompt (question never cut)")
-    critique_max_new_tokens: int = arg(128, "length of a self-critique (--feedback ...,critique)")
-    # M-step (§5)
-    lr: float = arg(1e-6, "learning rate (task preset; SDPO: 1e-6 code, 1e-5 science)")
-    alpha: float = arg(1.0, "divergence: 0 forward KL(teacher||student), 1 reverse KL, between: generalized JSD "
-                       "(reconstructed default 1)")
-    support: str = arg("topk", "distillation support: topk (student's top-k + tail) | full vocabulary",
-                       choices=["topk", "full"])
-    topk: int = arg(20, "k for --support topk (SDPO: 20 code, 100 science)")
-    tail: bool = arg(True, "top-k: add the tail bucket log(1 - sum p_topk) (else renormalise top-k)")
-    micro_batch: int = arg(4, "sequences per forward/backward (memory); the loss is normalised over the whole batch")
-    logit_chunk: float = arg(24.0, "MB of fp32 full-vocabulary logits per chunk: the LM head and the losses run over "
-                             "chunks of completion positions (24 MB = 41 tokens of a 151,936 vocabulary; on CPU, "
-                             "chunks under glibc's 32 MB mmap threshold are reused instead of page-faulted; on a GPU "
-                             "a larger chunk, e.g. 512, is faster)")
-    max_grad_norm: float = arg(1.0, "gradient clipping")
-    grad_checkpointing: bool = arg(False, "activation checkpointing (less memory, ~30% slower)")
-    # E-step (§4)
-    e_every: int = arg(5, "F: E-step every F M-steps (summaries: 5 best)")
-    e_beta: float = arg(0.1, "beta_E of the BCO implicit reward (reconstructed default 0.1)")
-    e_target_kl: float = arg(None, "adaptive trust region: per-token teacher-student KL target (off when unset)",
-                             type=float)
-    e_adapt: str = arg("lr", "what --e-target-kl adapts: lr (the E-step's learning rate) or beta (beta_E; it does "
-                       "not bound the KL, docs/algorithm.md §4)", choices=["lr", "beta"])
-    e_prior: str = arg("student", "E-step prior: the current student (dynamic trust region) or the initial model",
-                       choices=["student", "initial"])
-    e_lr: float = arg(None, "E-step learning rate (default: --lr) of its own optimizer", type=float)
-    e_optimizer: str = arg("adamw", "the E-step's own optimizer (its moments never mix with the M-step's): adamw "
-                           "(+8 bytes/parameter: about +4 GB fp32 moments for a 0.5B model) or sign "
-                           "(theta -= e_lr * sign(g): Adam's first step, no state)", choices=["adamw", "sign"])
-    e_buffer: str = arg("all", "E-step data: all rollouts since the last E-step, or only the last batch "
-                        "(reconstructed)", choices=["all", "last"])
-    # baselines (§7)
-    teacher: str = arg("ema", "SDPO teacher (--algo sdpo only): live (shared weights) | ema | base (frozen initial)",
-                       choices=["live", "ema", "base"])
-    ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
-    grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
-    # warm-up (§10)
-    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL (toy preset: 200)")
-    warmup_lr: float = arg(1e-3, "learning rate of the warm-up (its own AdamW, discarded afterwards)")
-    # evaluation, logging, checkpoints
-    eval_every: int = arg(25, "evaluate every N steps (and at the end)")
-    eval_prompts: int = arg(64, "held-out prompts per evaluation")
-    eval_samples: int = arg(4, "samples per held-out prompt (pass@1 and pass@n, unbiased estimator)")
-    eval_temperature: float = arg(0.6, "evaluation temperature (SDPO: 0.6)")
-    eval_top_p: float = arg(0.95, "evaluation nucleus sampling")
-    save_every: int = arg(50, "checkpoint every N steps (and at the end)")
-    log_samples: int = arg(2, "rollouts per step written to samples.jsonl")
-
-
-PRESETS = {  # task-specific defaults; anything given on the command line wins
-    "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, support="full", max_new_tokens=4, batch_prompts=16,
-                group_size=8, feedback="env", warmup_steps=200, steps=200, eval_every=10, eval_prompts=20,
-                save_every=1000, micro_batch=32, e_buffer="last"),
-    "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
-    "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
-    "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
-    "qa": dict(max_new_tokens=64),
-}
-PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. The toy "
-               "preset is tuned for a tiny random model on CPU (README, 'Learning on the toy'): a 200-step supervised"
-               ' warm-up teaches the feedback *format* (cold-start self-distillation collapses, docs/algorithm.md '
-               "§10), lr 1e-4, beta_E 1.0 (with the reconstructed 0.1 the toy's teacher stops reading feedback and "
-               "the student plateaus near 0.8) and --support full (with the student's top-k, a student whose mass "
-               "sits on non-digit tokens never sees the teacher's digit except in the tail bucket, and stays at "
-               'chance: seed 1 stayed at 0.15 with top-k and reached 0.69 by step 110 with full support), --e-buffer '
-               "last (the E-step, VPD's main cost on the toy, trains on the last 128 rollouts instead of 640; 3 seeds"
-               ' still reach held-out pass@1 1.00).')
-FEEDBACK_SOURCES = ("env", "sibling", "critique")
-
-SHORT_NAMES = {
-    **{f"Qwen2.5-{s}{v}": f"Qwen/Qwen2.5-{s}{v}" for s in ["0.5B", "1.5B", "3B", "7B", "14B", "32B", "72B"]
-       for v in ["", "-Instruct"]},
-    **{f"Qwen2.5-Coder-{s}{v}": f"Qwen/Qwen2.5-Coder-{s}{v}" for s in ["0.5B", "1.5B", "3B", "7B"]
-       for v in ["", "-Instruct"]},
-    **{f"Qwen3-{s}{v}": f"Qwen/Qwen3-{s}{v}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B"]
-       for v in ["", "-Base"]},
-    **{f"SmolLM2-{s}{v}": f"HuggingFaceTB/SmolLM2-{s}{v}" for s in ["135M", "360M", "1.7B"] for v in ["", "-Instruct"]},
-}
-
-
-def validate(cfg: Config) -> None:
-    checks = [
-        (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
-        (cfg.batch_prompts >= 1, "--batch-prompts must be >= 1"),
-        (cfg.steps >= 0, "--steps must be >= 0"),
-        (cfg.lr > 0, "--lr must be > 0"),
-        (cfg.e_lr is None or cfg.e_lr > 0, "--e-lr must be > 0"),
-        (0.0 <= cfg.alpha <= 1.0, "--alpha must be in [0, 1] (0 forward KL, 1 reverse KL)"),
-        (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
-        (cfg.topk >= 1, "--topk must be >= 1"),
-        (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
-        (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
-        (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
-        (cfg.e_beta > 0, "--e-beta must be > 0"),
-        (cfg.e_target_kl is None or cfg.e_target_kl > 0, "--e-target-kl must be > 0"),
-        (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
-        (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
-        (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
-        (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UserError(msg)
-    bad = set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES)
-    if bad or not feedback_sources(cfg):
-        raise UserError(f"--feedback takes a comma list of {','.join(FEEDBACK_SOURCES)}; got {cfg.feedback!r}")
-
-
-def feedback_sources(cfg: Config) -> list[str]:
-    return [s.strip() for s in cfg.feedback.split(",") if s.strip()]
-
-
-# ================================================================================================================
-# Model and tokenizer
-# ================================================================================================================
-TINY_CORPUS = [
-    "Q 1 2 = Wrong: you answered 3. The answer is 4. you gave no answer",
-    "The following is feedback from your unsuccessful earlier attempt:", "Correct solution:",
-    "Correctly solve the original question.", "def solve(x):\n    return x + 1\n", "```python\nprint(1)\n```",
-    "An attempt at this question: Feedback on the attempt: what is wrong and how to fix it.",
-    "user assistant system The answer is (A) (B) (C) (D) \\boxed{42} Answer: 12 apples cost 3 dollars each.",
-]
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def build_tiny(seed: int, hidden: int = 128, layers: int = 4):
-    """A randomly initialised small Qwen2 and a byte-level BPE tokenizer trained here (ChatML template, pad != eos
-    but pad is also a generation EOS id, as in Qwen). Fully offline; deterministic for a seed."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(TINY_CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = CHATML
-    torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                         eos_token_id=[tok.eos_token_id, tok.pad_token_id], bos_token_id=None)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model, tok
-
-
-def resolve_model_name(name: str) -> str:
-    if name == "tiny" or os.path.isdir(name) or "/" in name:
-        return name
-    if name in SHORT_NAMES:
-        return SHORT_NAMES[name]
-    raise UserError(f"unknown model {name!r}: give a Hub id (org/name), a local directory, 'tiny', or a short name "
-                    f"such as {', '.join(list(SHORT_NAMES)[:4])}, ... (see README)")
-
-
-def load_model(cfg: Config):
-    name = resolve_model_name(cfg.model)
-    if name == "tiny":
-        return build_tiny(cfg.seed)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
-    try:
-        tok = AutoTokenizer.from_pretrained(name, **kw)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kw)
-    except Exception as e:  # noqa: BLE001  (any loading failure becomes one line)
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"could not load model {name!r} ({type(e).__name__}: {first}); check the name, your "
-                        "internet connection / HF cache, or pass a local directory") from None
-    if cfg.gguf_file:   # GGUF weights arrive dequantised to fp32: drop the quantizer so save_pretrained works
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return model, tok
-
-
-def stop_ids(model, tok) -> list[int]:
-    """Token ids that end a completion (pitfall 1): the chat template's end-of-turn token(s) first, then the EOS ids
-    of the tokenizer and the generation config. Qwen2.5 base is prompted in ChatML but its EOS is <|endoftext|>:
-    without <|im_end|> its rollouts run on into invented turns."""
-    ids = model.generation_config.eos_token_id
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    return [i for i in dict.fromkeys(end_of_turn_ids(tok) + ids + [tok.eos_token_id]) if i is not None]
-
-
-def end_of_turn_ids(tok) -> list[int]:
-    """The added tokens that the chat template puts right after an assistant message (ChatML <|im_end|>, Llama-3
-    <|eot_id|>, Gemma <end_of_turn>): render a conversation whose assistant text is known and read what follows it."""
-    probe = "Probe answer 417."
-    try:
-        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
-                                       tokenize=False)
-    except Exception:  # noqa: BLE001  (no template, or one that cannot render this conversation: EOS ids only)
-        return []
-    if probe not in text:
-        return []
-    after = tok(text.rsplit(probe, 1)[1].lstrip(), add_special_tokens=False)["input_ids"]
-    return list(itertools.takewhile(set(tok.added_tokens_decoder).__contains__, after))
-
-
-def chat_ids(tok, user_text: str, system: str | None = None, thinking: bool = False) -> list[int]:
-    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback).
-    Templates with a thinking switch (Qwen3's enable_thinking) get it off unless `thinking`; others ignore it."""
-    if getattr(tok, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
-                                                                                   "content": user_text}]
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
-    else:
-        text = (system + "\n\n" if system else "") + user_text + "\n"
-    return tok(text, add_special_tokens=False)["input_ids"]
-
-
-def strip_thinking(text: str) -> str:
-    """The answer without its reasoning: <think>...</think> blocks go, as does everything up to a lone </think> (the
-    template opened the block) and an unclosed <think> (truncated while thinking). Judges and siblings see this."""
-    if "<think>" not in text and "</think>" not in text:
-        return text
-    return re.sub(r"<think>.*?(?:</think>|$)", "", text, flags=re.S).rsplit("</think>", 1)[-1].lstrip()
-
-
-# ================================================================================================================
-# Feedback prompting (§2): the teacher's context
-# ================================================================================================================
-SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{sibling}\n\n"
-FEEDBACK_TEMPLATE = "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}\n\n"
-TEACHER_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question."
-CRITIQUE_TEMPLATE = ("{prompt}\n\nAn attempt at this question:\n\n{attempt}\n\nFeedback on the attempt:\n\n"
-                     "{feedback}\n\nIn a few sentences, say what is wrong with the attempt and how to fix it.")
-
-
-def cap(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[:max_chars] + " ...[truncated]"
-
-
-def teacher_text(prompt: str, sibling: str | None, feedback: str, max_chars: int) -> str | None:
-    """Teacher user message = prompt + optional successful sibling + optional feedback + instruction; None when
-    there is neither (the rollout is then masked out of both steps). Feedback text is capped; a sibling longer than
-    the cap is left out, never cut in the middle of its code (a cut solution is no demonstration)."""
-    sibling = sibling if sibling and len(sibling) <= max_chars else None
-    if not sibling and not feedback:
-        return None
-    solution = SOLUTION_TEMPLATE.format(sibling=sibling) if sibling else ""
-    fb = FEEDBACK_TEMPLATE.format(feedback=cap(feedback, max_chars)) if feedback else ""
-    return TEACHER_TEMPLATE.format(prompt=prompt, solution=solution, feedback=fb)
-
-
-def group_contexts(successes: list[bool], completions: list[str], feedbacks: list[str], use_sibling: bool,
-                   max_chars: float = math.inf) -> list[tuple[str | None, str]]:
-    """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout that fits
-    in max_chars; a lone success has none (pitfall 5)."""
-    out = []
-    for i in range(len(successes)):
-        sib = next((completions[j] for j in range(len(successes))
-                    if j != i and successes[j] and len(completions[j]) <= max_chars), None)
-        out.append((sib if use_sibling else None, feedbacks[i]))
-    return out
-
-
-# ================================================================================================================
-# The equations (each a small pure function, tested on hand-made tensors)
+# The equations: small pure functions, each tested on hand-made tensors
 # ================================================================================================================
 def completion_mask(tokens: torch.Tensor, eos: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """mask[i, t] = 1 for t <= first EOS of row i (all of the row when it has none = truncated).
@@ -455,6 +148,178 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, tau: float) -
         t.lerp_(s.detach(), tau)
 
 
+# The teacher's context (§2): C = an optional successful sibling + optional feedback, then the instruction.
+SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{sibling}\n\n"
+FEEDBACK_TEMPLATE = "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}\n\n"
+TEACHER_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question."
+CRITIQUE_TEMPLATE = ("{prompt}\n\nAn attempt at this question:\n\n{attempt}\n\nFeedback on the attempt:\n\n"
+                     "{feedback}\n\nIn a few sentences, say what is wrong with the attempt and how to fix it.")
+
+
+def cap(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[:max_chars] + " ...[truncated]"
+
+
+def teacher_text(prompt: str, sibling: str | None, feedback: str, max_chars: int) -> str | None:
+    """Teacher user message = prompt + optional successful sibling + optional feedback + instruction; None when
+    there is neither (the rollout is then masked out of both steps). Feedback text is capped; a sibling longer than
+    the cap is left out, never cut in the middle of its code (a cut solution is no demonstration)."""
+    sibling = sibling if sibling and len(sibling) <= max_chars else None
+    if not sibling and not feedback:
+        return None
+    solution = SOLUTION_TEMPLATE.format(sibling=sibling) if sibling else ""
+    fb = FEEDBACK_TEMPLATE.format(feedback=cap(feedback, max_chars)) if feedback else ""
+    return TEACHER_TEMPLATE.format(prompt=prompt, solution=solution, feedback=fb)
+
+
+def group_contexts(successes: list[bool], completions: list[str], feedbacks: list[str], use_sibling: bool,
+                   max_chars: float = math.inf) -> list[tuple[str | None, str]]:
+    """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout that fits
+    in max_chars; a lone success has none (pitfall 5)."""
+    out = []
+    for i in range(len(successes)):
+        sib = next((completions[j] for j in range(len(successes))
+                    if j != i and successes[j] and len(completions[j]) <= max_chars), None)
+        out.append((sib if use_sibling else None, feedbacks[i]))
+    return out
+
+
+def position_chunks(n_rows: int, T: int, vocab: int, chunk_mb: float) -> list[slice]:
+    """Slices of the T completion positions such that n_rows x positions x vocab fp32 logits take <= chunk_mb MB
+    (at least one position per chunk)."""
+    step = max(1, int(chunk_mb * 2 ** 20) // (4 * vocab * max(n_rows, 1)))
+    return [slice(i, min(i + step, T)) for i in range(0, T, step)]
+
+
+ENTROPY_STRIDE = 8   # the entropy metric reads every 8th completion position (a full softmax costs as much as a loss)
+
+
+def entropy_positions(x: torch.Tensor, start: int) -> torch.Tensor:
+    """The entries of x (dim 1 = completion positions start, start+1, ...) at positions t with t % ENTROPY_STRIDE == 0:
+    where the student_entropy metric is read."""
+    return x[:, (-start) % ENTROPY_STRIDE::ENTROPY_STRIDE]
+
+
+# ================================================================================================================
+# The knobs
+# ================================================================================================================
+def arg(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    # run
+    model: str = arg("Qwen2.5-0.5B", "short name (Qwen2.5-0.5B, SmolLM2-135M, ...), Hub id, directory, or tiny")
+    gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
+    task: str = arg("code", "toy | code | science | math | qa (--dataset qa:PATH) | path/to/file.py:ClassName")
+    dataset: str = arg(None, "task dataset (humaneval, mbpp, livecodebench, gsm8k, qa:PATH, ...)", type=str)
+    unsafe_sandbox: bool = arg(False, "code task without namespaces: weak isolation (files and network reachable)")
+    algo: str = arg("vpd", "vpd | sdpo | grpo (docs/algorithm.md §7)", choices=["vpd", "sdpo", "grpo"])
+    steps: int = arg(200, "training steps (one batch of rollouts each)")
+    seed: int = arg(0, "random seed")
+    device: str = arg("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = arg("auto", "compute dtype: auto = bf16 on CUDA, else fp32", choices=["auto", "float32", "bfloat16"])
+    output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
+    resume: str = arg(None, "continue this run directory; only --steps --device --unsafe-sandbox may change", type=str)
+    # sampling (§6)
+    batch_prompts: int = arg(4, "B: prompts per step")
+    group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
+    max_new_tokens: int = arg(512, "completion budget")
+    temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
+    thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3); <think> is never graded")
+    gen_cache: str = arg("dynamic", "generate's KV cache (static: --dtype float32)", choices=["dynamic", "static"])
+    success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
+    # feedback prompting (§2)
+    feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
+    feedback_max_chars: int = arg(2000, "cap on feedback and sibling text in the teacher prompt (question never cut)")
+    critique_max_new_tokens: int = arg(128, "length of a self-critique (--feedback ...,critique)")
+    # M-step (§5)
+    lr: float = arg(1e-6, "learning rate")
+    alpha: float = arg(1.0, "divergence: 0 forward KL(teacher||student), 1 reverse KL, between: generalized JSD")
+    support: str = arg("topk", "distillation support: student's top-k + tail, or full", choices=["topk", "full"])
+    topk: int = arg(20, "k for --support topk")
+    tail: bool = arg(True, "top-k: add the tail bucket log(1 - sum p_topk) (else renormalise top-k)")
+    micro_batch: int = arg(4, "sequences per forward/backward (memory); the loss is normalised over the whole batch")
+    logit_chunk: float = arg(24.0, "MB of fp32 full-vocabulary logits per chunk of completion positions")
+    max_grad_norm: float = arg(1.0, "gradient clipping")
+    grad_checkpointing: bool = arg(False, "activation checkpointing (less memory, slower)")
+    # E-step (§4)
+    e_every: int = arg(5, "F: E-step every F M-steps")
+    e_beta: float = arg(0.1, "beta_E of the BCO implicit reward")
+    e_target_kl: float = arg(None, "adaptive trust region: per-token teacher-student KL target", type=float)
+    e_adapt: str = arg("lr", "what --e-target-kl adapts: the E-step's lr, or beta_E", choices=["lr", "beta"])
+    e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
+    e_lr: float = arg(None, "learning rate of the E-step's own optimizer (default: --lr)", type=float)
+    e_optimizer: str = arg("adamw", "the E-step's own optimizer: adamw or sign (no state)", choices=["adamw", "sign"])
+    e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
+    # baselines (§7)
+    teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"])
+    ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
+    grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
+    # warm-up (§10)
+    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL")
+    warmup_lr: float = arg(1e-3, "learning rate of the warm-up (its own AdamW, discarded afterwards)")
+    # evaluation, logging, checkpoints
+    eval_every: int = arg(25, "evaluate every N steps (and at the end)")
+    eval_prompts: int = arg(64, "held-out prompts per evaluation")
+    eval_samples: int = arg(4, "samples per held-out prompt (pass@1 and pass@n, unbiased estimator)")
+    eval_temperature: float = arg(0.6, "evaluation temperature")
+    eval_top_p: float = arg(0.95, "evaluation nucleus sampling")
+    save_every: int = arg(50, "checkpoint every N steps (and at the end)")
+    log_samples: int = arg(2, "rollouts per step written to samples.jsonl")
+
+
+PRESETS = {  # task-specific defaults; anything given on the command line wins
+    "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, support="full", max_new_tokens=4, batch_prompts=16, group_size=8,
+                feedback="env", warmup_steps=200, steps=200, eval_every=10, eval_prompts=20, save_every=1000,
+                micro_batch=32, e_buffer="last"),
+    "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
+    "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
+    "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
+    "qa": dict(max_new_tokens=64),
+}
+PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. Why each "
+               "value: README (knobs, 'Why the toy preset is what it is') and docs/algorithm.md.")
+FEEDBACK_SOURCES = ("env", "sibling", "critique")
+
+
+def validate(cfg: Config) -> None:
+    for ok, msg in [
+        (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
+        (cfg.batch_prompts >= 1, "--batch-prompts must be >= 1"),
+        (cfg.steps >= 0, "--steps must be >= 0"),
+        (cfg.lr > 0, "--lr must be > 0"),
+        (cfg.e_lr is None or cfg.e_lr > 0, "--e-lr must be > 0"),
+        (0.0 <= cfg.alpha <= 1.0, "--alpha must be in [0, 1] (0 forward KL, 1 reverse KL)"),
+        (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
+        (cfg.topk >= 1, "--topk must be >= 1"),
+        (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
+        (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
+        (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
+        (cfg.e_beta > 0, "--e-beta must be > 0"),
+        (cfg.e_target_kl is None or cfg.e_target_kl > 0, "--e-target-kl must be > 0"),
+        (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
+        (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
+        (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
+        (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
+    ]:
+        if not ok:
+            raise UserError(msg)
+    bad = set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES)
+    if bad or not feedback_sources(cfg):
+        raise UserError(f"--feedback takes a comma list of {','.join(FEEDBACK_SOURCES)}; got {cfg.feedback!r}")
+
+
+def feedback_sources(cfg: Config) -> list[str]:
+    return [s.strip() for s in cfg.feedback.split(",") if s.strip()]
+
+
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--dtype -> the autocast dtype: auto is bf16 on CUDA, fp32 elsewhere."""
+    return torch.bfloat16 if name == "bfloat16" or (name == "auto" and device.type == "cuda") else torch.float32
+
+
 # ================================================================================================================
 # Rollouts: on-policy sampling, scoring, teacher contexts (§6)
 # ================================================================================================================
@@ -487,7 +352,7 @@ def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
-           eos: list[int], cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
+           eos: list[int], dtype: torch.dtype, cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
     """n completions per prompt in one batched generate (prompts left-padded, every stop id ends a row), sampled
     from the model's own distribution at `temperature` with nucleus `top_p` and nothing else (§6: on-policy).
     Returns (completion ids up to the first stop id, decoded text without <think> blocks, truncated) per row,
@@ -504,7 +369,7 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
                            pad_token_id=tok.pad_token_id, cache_implementation=None if cache == "dynamic" else cache)
     saved, model.generation_config = model.generation_config, GenerationConfig()
     try:
-        with autocast(device):
+        with autocast(device, dtype):
             out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
                                  generation_config=gen)
     finally:
@@ -512,17 +377,14 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
         model.train(was_training)
     comp = out[:, ids.shape[1]:]
     cmask, truncated = completion_mask(comp, eos)
-    rows = []
-    for i in range(comp.shape[0]):
-        c = comp[i, :int(cmask[i].sum())].tolist()
-        rows.append((c, strip_thinking(tok.decode(c, skip_special_tokens=True)), bool(truncated[i])))
-    return rows
+    rows = [row[:n] for row, n in zip(comp.tolist(), cmask.sum(1).tolist())]
+    return [(c, strip_thinking(tok.decode(c, skip_special_tokens=True)), t) for c, t in zip(rows, truncated.tolist())]
 
 
-def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollout]:
+def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype) -> list[Rollout]:
     """B prompts x G rollouts from the student, scored by the task; teacher contexts attached unless GRPO."""
     prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
-    samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos,
+    samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos, dtype,
                      cfg.gen_cache)
     exs = [ex for ex in examples for _ in range(cfg.group_size)]
     scores = task.score_batch(exs, [s[1] for s in samples])
@@ -532,7 +394,7 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollo
         return rollouts
     sources = feedback_sources(cfg)
     if "critique" in sources:
-        add_critiques(model, tok, task, exs, rollouts, cfg, eos)
+        add_critiques(model, tok, task, exs, rollouts, cfg, eos, dtype)
     elif "env" not in sources:
         for r in rollouts:
             r.feedback = ""
@@ -547,11 +409,11 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos) -> list[Rollo
     return rollouts
 
 
-def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, eos) -> None:
+def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, eos, dtype) -> None:
     """Self-critique source (§1): the model critiques each failed attempt, given the env feedback (or the task's
     reference explanation); the critique replaces the feedback text of that rollout."""
     failed = [i for i, r in enumerate(rollouts) if not r.success]
-    for i, r in enumerate(rollouts):
+    for r in rollouts:
         if r.success:
             r.feedback = ""
     if not failed:
@@ -560,7 +422,7 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
         prompt=task.prompt(exs[i]), attempt=cap(rollouts[i].text, cfg.feedback_max_chars),
         feedback=cap(rollouts[i].feedback or task.reference(exs[i]) or "(none)", cfg.feedback_max_chars)),
         task.system, cfg.thinking) for i in failed]
-    critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos)
+    critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos, dtype)
     for i, (_, text, _) in zip(failed, critiques):
         rollouts[i].feedback = text.strip()
 
@@ -568,7 +430,7 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
 # ================================================================================================================
 # Forward passes on completion positions only (memory: never a [n, T, V] tensor of a whole micro-batch)
 # ================================================================================================================
-def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: int) -> torch.Tensor:
+def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: int, dtype) -> torch.Tensor:
     """Final hidden states predicting each completion token: [n, T, H], from the backbone alone (the LM head is
     applied later, a chunk of positions at a time). Prompts are left-padded, completions right-padded, so completion
     tokens sit at the same positions in every row."""
@@ -576,123 +438,39 @@ def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: 
     full = torch.cat([ids, comp], 1)
     attn = torch.cat([mask, torch.ones_like(comp)], 1)
     pos = (attn.cumsum(1) - 1).clamp(min=0)
-    with autocast(comp.device):
+    with autocast(comp.device, dtype):
         h = model.get_decoder()(input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False)
     return h.last_hidden_state[:, -comp.shape[1] - 1:-1]
 
 
-def head_logits(model, h: torch.Tensor, temperature: float) -> torch.Tensor:
+def head_logits(model, h: torch.Tensor, temperature: float, dtype) -> torch.Tensor:
     """z / temperature = LM head(h) / temperature, in fp32 (bf16 -> fp32, fp64 kept)."""
-    with autocast(h.device):
+    with autocast(h.device, dtype):
         logits = model.get_output_embeddings()(h)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return logits / temperature if temperature != 1 else logits
 
 
-def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int):
+def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int, dtype):
     """Logits / temperature predicting each completion token: [n, T, V] (tests, warm-up; the losses use chunks)."""
-    return head_logits(model, completion_hidden(model, prompts, comp, pad), temperature)
+    return head_logits(model, completion_hidden(model, prompts, comp, pad, dtype), temperature, dtype)
 
 
-def check_head(model) -> None:
-    """The chunked losses rebuild the logits as LM head(backbone(x)); refuse a model whose forward does more (logit
-    soft-capping, scaling), checked once on a short input."""
-    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
-    with torch.no_grad():
-        with autocast(ids.device):
-            want = model(input_ids=ids, use_cache=False).logits.float()
-            h = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
-        got = head_logits(model, h, 1.0)
-    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
-        raise UserError(f"{type(model).__name__}'s logits are not LM head(final hidden state) (soft-capping or "
-                        "scaling?): this model is not supported by the chunked losses")
-
-
-def position_chunks(n_rows: int, T: int, vocab: int, chunk_mb: float) -> list[slice]:
-    """Slices of the T completion positions such that n_rows x positions x vocab fp32 logits take <= chunk_mb MB
-    (at least one position per chunk)."""
-    step = max(1, int(chunk_mb * 2 ** 20) // (4 * vocab * max(n_rows, 1)))
-    return [slice(i, min(i + step, T)) for i in range(0, T, step)]
+def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float, chunk_mb: float,
+                        dtype) -> torch.Tensor:
+    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], token_logprobs on
+    one chunk of positions at a time. Used without grad: a loss backpropagates through backward_by_chunks."""
+    return torch.cat([token_logprobs(head_logits(model, h[:, c], temperature, dtype), comp[:, c])
+                      for c in position_chunks(*comp.shape, vocab_size(model), chunk_mb)], 1)
 
 
 def vocab_size(model) -> int:
     return model.get_output_embeddings().weight.shape[0]
 
 
-def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float,
-                        chunk_mb: float) -> torch.Tensor:
-    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], token_logprobs on
-    one chunk of positions at a time. Used without grad: a loss backpropagates through backward_by_chunks."""
-    return torch.cat([token_logprobs(head_logits(model, h[:, c], temperature), comp[:, c])
-                      for c in position_chunks(*comp.shape, vocab_size(model), chunk_mb)], 1)
-
-
-ENTROPY_STRIDE = 8   # the entropy metric reads every 8th completion position (a full softmax costs as much as a loss)
-
-
-def entropy_positions(x: torch.Tensor, start: int) -> torch.Tensor:
-    """The entries of x (dim 1 = completion positions start, start+1, ...) at positions t with t % ENTROPY_STRIDE == 0:
-    where the student_entropy metric is read."""
-    return x[:, (-start) % ENTROPY_STRIDE::ENTROPY_STRIDE]
-
-
-_AMP = {"dtype": None}   # the compute dtype, set once by train() from --dtype
-
-
-def autocast(device):
-    dtype = _AMP["dtype"]
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def micro_batches(rows: list, size: int):
     for i in range(0, len(rows), size):
         yield rows[i:i + size]
-
-
-# ================================================================================================================
-# M-step (§5): token-level distillation of the teacher into the student
-# ================================================================================================================
-def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
-    """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)).
-    The teacher pass runs without grad; the top-k support is the student's. The loss is a sum over completion
-    positions, so it is computed and backpropagated a chunk of positions at a time (backward_by_chunks). Returns
-    metrics."""
-    rows = [r for r in rollouts if r.teacher_ids is not None]
-    total = sum(len(r.completion_ids) for r in rows)
-    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
-    for mb in micro_batches(rows, cfg.micro_batch):
-        comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
-        h_s = completion_hidden(model, [r.prompt_ids for r in mb], comp, pad)
-        with torch.no_grad():
-            h_t = completion_hidden(teacher, [r.teacher_ids for r in mb], comp, pad)
-
-        def chunk_loss(h_c, c):   # this chunk's share of L_M
-            s_logits = head_logits(model, h_c, cfg.temperature)
-            with torch.no_grad():
-                idx = s_logits.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
-                t_lp = support_logprobs(head_logits(teacher, h_t[:, c], cfg.temperature), idx, cfg.tail)
-                sums["entropy"] += (entropy(entropy_positions(s_logits, c.start))
-                                    * entropy_positions(mask[:, c], c.start)).sum().item()
-            div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
-            return (div * mask[:, c]).sum() / total
-        chunks = position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk)
-        loss = backward_by_chunks(h_s, chunk_loss, chunks, sums)
-        sums["kl"] += loss.item() * total
-        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    n = max(total, 1)
-    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / n,
-            "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1), "nonfinite": sums["nonfinite"]}
-
-
-def backward(loss: torch.Tensor, sums: dict) -> None:
-    """Accumulate gradients of a micro-batch's share of the loss; a NaN/inf loss is counted, not propagated."""
-    if not torch.isfinite(loss):
-        sums["nonfinite"] += 1
-        return
-    loss.backward()
-    sums["loss"] += loss.item()
 
 
 def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: dict) -> torch.Tensor:
@@ -715,6 +493,58 @@ def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: d
             h.backward(leaf.grad)
         sums["loss"] += loss.item()
     return loss
+
+
+def entropy_sum(logits: torch.Tensor, mask: torch.Tensor, start: int) -> float:
+    """Sum of the entropies at the metric's positions of a chunk that starts at completion position `start`."""
+    return (entropy(entropy_positions(logits, start)) * entropy_positions(mask, start)).sum().item()
+
+
+# ================================================================================================================
+# M-step (§5): token-level distillation of the teacher into the student
+# ================================================================================================================
+def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> dict:
+    """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)).
+    The teacher pass runs without grad; the top-k support is the student's. The loss is a sum over completion
+    positions, so it is computed and backpropagated a chunk of positions at a time (backward_by_chunks). Returns
+    metrics."""
+    rows = [r for r in rollouts if r.teacher_ids is not None]
+    total = sum(len(r.completion_ids) for r in rows)
+    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
+        h_s = completion_hidden(model, [r.prompt_ids for r in mb], comp, pad, dtype)
+        with torch.no_grad():
+            h_t = completion_hidden(teacher, [r.teacher_ids for r in mb], comp, pad, dtype)
+
+        def chunk_loss(h_c, c):   # this chunk's share of L_M
+            s_logits = head_logits(model, h_c, cfg.temperature, dtype)
+            with torch.no_grad():
+                idx = s_logits.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
+                t_lp = support_logprobs(head_logits(teacher, h_t[:, c], cfg.temperature, dtype), idx, cfg.tail)
+                sums["entropy"] += entropy_sum(s_logits, mask[:, c], c.start)
+            div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
+            return (div * mask[:, c]).sum() / total
+        loss = backward_by_chunks(h_s, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk),
+                                  sums)
+        sums["kl"] += loss.item() * total
+        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
+    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / max(total, 1),
+            "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1), "nonfinite": sums["nonfinite"]}
+
+
+def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
+    """Clip and step; a NaN/inf loss or gradient skips the update (counted in state['skipped'])."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
+    if nonfinite or not math.isfinite(grad_norm):
+        opt.zero_grad(set_to_none=True)
+        state["skipped"] += 1
+        print(f"warning: non-finite loss or gradient at step {state['step'] + 1}; update skipped", file=sys.stderr)
+        return {"grad_norm": grad_norm, "skipped": 1}
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.step()
+    return {"grad_norm": grad_norm, "skipped": 0}
 
 
 # ================================================================================================================
@@ -741,7 +571,7 @@ class EState:
                 self.beta *= f
 
 
-def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: int) -> dict:
+def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: int, dtype) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
     delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so pass 1
     (no grad, log-probs chunk by chunk) measures r~ of every row. Pass 2 runs the teacher's backbone with grad and
@@ -751,349 +581,41 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: in
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
         return {}
-    device, beta = next(model.parameters()).device, es.beta
+    device, beta, T, chunk = next(model.parameters()).device, es.beta, cfg.temperature, cfg.logit_chunk
     logq, logp, kls, ntok = [], [], 0.0, 0
     with torch.no_grad():   # pass 1: r~ of every row at the current weights
         for mb in micro_batches(rows, cfg.micro_batch):
             comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
-            logq_t = completion_logprobs(model, completion_hidden(model, [r.teacher_ids for r in mb], comp, pad),
-                                         comp, cfg.temperature, cfg.logit_chunk)
-            logp_t = completion_logprobs(prior, completion_hidden(prior, [r.prompt_ids for r in mb], comp, pad),
-                                         comp, cfg.temperature, cfg.logit_chunk)
+            h_q = completion_hidden(model, [r.teacher_ids for r in mb], comp, pad, dtype)
+            h_p = completion_hidden(prior, [r.prompt_ids for r in mb], comp, pad, dtype)
+            logq_t = completion_logprobs(model, h_q, comp, T, chunk, dtype)
+            logp_t = completion_logprobs(prior, h_p, comp, T, chunk, dtype)
             logq.append((logq_t * mask).sum(1))
             logp.append((logp_t * mask).sum(1))
             kls += (kl_k3(logp_t, logq_t) * mask).sum().item()
             ntok += int(mask.sum())
-    logq_all = torch.cat(logq).requires_grad_()
+    logq_all, logp_all = torch.cat(logq).requires_grad_(), torch.cat(logp)
     succ = torch.tensor([float(r.success) for r in rows], device=device)
-    ratio = logq_all.detach() - torch.cat(logp)          # log q - log pi per rollout: r~ = beta * ratio
-    r_all = beta * ratio
+    ratio = logq_all.detach() - logp_all              # log q - log pi per rollout: r~ = beta * ratio
     ratio_mean = update_delta(es.ratio_mean, es.count, ratio.mean().item())[0]
     delta = beta * ratio_mean   # = the running mean of r~ while beta_E is fixed; stays right when beta_E adapts
-    loss, _ = bco_loss(logq_all, torch.cat(logp), succ, beta, delta)
+    loss, r_all = bco_loss(logq_all, logp_all, succ, beta, delta)
     g_all = torch.autograd.grad(loss, logq_all)[0]     # dL_E / d log q(y_i|x_i,C_i), one number per rollout
     sums, done = {"loss": 0.0, "nonfinite": 0 if torch.isfinite(loss) else 1}, 0
-    for mb in micro_batches(rows, cfg.micro_batch):   # pass 2: the gradient, through the teacher's backbone
+    for mb in micro_batches(rows if torch.isfinite(loss) else [], cfg.micro_batch):   # pass 2: the gradient
         comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
         g = g_all[done:done + len(mb)]
         done += len(mb)
 
         def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
-            return (g[:, None] * token_logprobs(head_logits(model, h_c, cfg.temperature), comp[:, c])
-                    * mask[:, c]).sum()
-        if not sums["nonfinite"]:
-            backward_by_chunks(completion_hidden(model, [r.teacher_ids for r in mb], comp, pad), chunk_loss,
-                               position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
-    sums["loss"] = loss.item()
+            return (g[:, None] * token_logprobs(head_logits(model, h_c, T, dtype), comp[:, c]) * mask[:, c]).sum()
+        backward_by_chunks(completion_hidden(model, [r.teacher_ids for r in mb], comp, pad, dtype), chunk_loss,
+                           position_chunks(*comp.shape, vocab_size(model), chunk), sums)
     s_all = succ.bool()
     margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
-    return {"E/loss": sums["loss"], "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
-            "E/ratio_mean": ratio_mean,
-            "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows), "nonfinite": sums["nonfinite"]}
-
-
-# ================================================================================================================
-# GRPO baseline (§7)
-# ================================================================================================================
-def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int) -> dict:
-    """Token-level policy gradient with group-normalised advantages; single on-policy update, no reference KL.
-    L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch), backpropagated by chunks of positions."""
-    adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
-    rows = list(zip(rollouts, adv.tolist()))     # rows with A = 0 add no gradient but count in the entropy
-    total = sum(len(r.completion_ids) for r in rollouts)
-    sums = {"loss": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
-    for mb in micro_batches(rows, cfg.micro_batch):
-        comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, next(model.parameters()).device)
-        h = completion_hidden(model, [r.prompt_ids for r, _ in mb], comp, pad)
-        a = torch.tensor([a for _, a in mb], device=comp.device)
-
-        def chunk_loss(h_c, c):   # this chunk's share of L
-            logits = head_logits(model, h_c, cfg.temperature)
-            with torch.no_grad():
-                sums["entropy"] += (entropy(entropy_positions(logits, c.start))
-                                    * entropy_positions(mask[:, c], c.start)).sum().item()
-            return -(a[:, None] * token_logprobs(logits, comp[:, c]) * mask[:, c]).sum() / total
-        backward_by_chunks(h, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
-        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1),
+    return {"E/loss": loss.item(), "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
+            "E/ratio_mean": ratio_mean, "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows),
             "nonfinite": sums["nonfinite"]}
-
-
-# ================================================================================================================
-# Supervised warm-up (§10): teach only the feedback *format* (cold-start self-distillation collapses)
-# ================================================================================================================
-def warmup(model, tok, task, cfg: Config, eos) -> float:
-    """Cross-entropy on teacher prompts of the task's warm-up data (targets disjoint from the task's answers)."""
-    rng = random.Random(cfg.seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.warmup_lr)
-    use_sibling, use_fb = "sibling" in feedback_sources(cfg), set(feedback_sources(cfg)) & {"env", "critique"}
-    loss = float("nan")
-    for _ in range(cfg.warmup_steps):
-        prompts, targets = [], []
-        for ex, target, fb in task.warmup_examples(rng, cfg.batch_prompts * cfg.group_size):
-            form = rng.choice([f for f, ok in (("fb", use_fb), ("sib", use_sibling), ("both", use_fb and use_sibling))
-                               if ok])
-            text = teacher_text(task.prompt(ex), target if form != "fb" else None, fb if form != "sib" else "",
-                                cfg.feedback_max_chars)
-            prompts.append(chat_ids(tok, text, task.system, cfg.thinking))
-            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [eos[0]])   # the end of turn
-        comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
-        logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id), comp)
-        batch_loss = -(logp * mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        opt.step()
-        loss = batch_loss.item()
-    return loss
-
-
-# ================================================================================================================
-# Evaluation: the student without feedback, the teacher with it
-# ================================================================================================================
-def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int) -> dict:
-    """Student pass@1 / pass@n on held-out prompts (no feedback). Teacher success: for each prompt whose first
-    student sample got env feedback (the failures; in the toy every sample), one teacher answer with it in context.
-    Runs under its own RNG seed and restores the training RNG afterwards (resumed runs match)."""
-    if not examples:
-        return {}
-    n = cfg.eval_samples
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
-        outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos)
-        scores = task.score_batch([ex for ex in examples for _ in range(n)], [o[1] for o in outs])
-        wins = [[s.reward >= cfg.success_threshold for s in scores[i * n:(i + 1) * n]] for i in range(len(examples))]
-        m = {"eval/pass@1": sum(pass_at_k(n, sum(w), 1) for w in wins) / len(wins),
-             f"eval/pass@{n}": sum(pass_at_k(n, sum(w), n) for w in wins) / len(wins),
-             "eval/reward": sum(s.reward for s in scores) / len(scores)}
-        fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
-                 for i, ex in enumerate(examples) if scores[i * n].feedback]
-        if fixes:
-            t_out = sample(model, tok, [chat_ids(tok, t, task.system, cfg.thinking) for _, t in fixes], 1,
-                           cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos)
-            t_scores = task.score_batch([ex for ex, _ in fixes], [o[1] for o in t_out])
-            m["eval/teacher_success"] = sum(s.reward >= cfg.success_threshold for s in t_scores) / len(fixes)
-        m["eval/teacher_n"] = len(fixes)
-    return m
-
-
-# ================================================================================================================
-# Checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly
-# ================================================================================================================
-def save_checkpoint(run_dir: str, model, tok, teacher_copy, prior_copy, cfg: Config, state: dict, opt,
-                    e_opt=None) -> None:
-    tmp, final, old = (os.path.join(run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
-        if m is not None:
-            m.save_pretrained(os.path.join(tmp, name))
-    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-           else None}
-    torch.save({"state": state, "optimizer": opt.state_dict(), "e_optimizer": e_opt.state_dict() if e_opt else None,
-                "rng": rng, "config": dataclasses.asdict(cfg)},
-               os.path.join(tmp, "trainer_state.pt"))
-    if os.path.exists(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(path: str) -> tuple[str, dict]:
-    """Returns (checkpoint dir, trainer state dict) from a run dir or its ckpt/ dir."""
-    ckpt = path if os.path.exists(os.path.join(path, "trainer_state.pt")) else os.path.join(path, "ckpt")
-    try:
-        return ckpt, torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"cannot resume from {path!r} ({type(e).__name__}): give a run directory written by "
-                        "vpd.py (it holds ckpt/trainer_state.pt)") from None
-
-
-# ================================================================================================================
-# The loop (§6)
-# ================================================================================================================
-def health_warnings(recent: list[dict]) -> list[str]:
-    """Signs of collapse over the last steps (pitfalls 5, 9): no teacher contexts, entropy or gradients near zero,
-    completions shrinking to nothing."""
-    if len(recent) < 10:
-        return []
-    def mean(key):
-        vals = [m[key] for m in recent if isinstance(m.get(key), float) and math.isfinite(m[key])]
-        return sum(vals) / len(vals) if vals else float("nan")
-
-    out = []
-    if "frac_context" in recent[-1] and mean("frac_context") < 0.05:
-        out.append("fewer than 5% of rollouts have a teacher context: the M-step has almost nothing to learn from")
-    if mean("student_entropy") < 1e-3:
-        out.append("student entropy is ~0: the policy has collapsed to deterministic outputs")
-    if mean("grad_norm") < 1e-7:
-        out.append("gradient norm is ~0: nothing is being learned")
-    if mean("completion_len") < 1.5:
-        out.append("completions are ~1 token long")
-    return out
-
-
-def train(cfg: Config) -> str:
-    validate(cfg)
-    resume = load_checkpoint(cfg.resume) if cfg.resume else None
-    sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
-    task = tasks_lib.get_task(cfg.task, cfg.dataset)
-    train_set, test_set = task.load("train"), task.load("test")
-    if not train_set:
-        raise UserError(f"task {cfg.task!r} has no training examples")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
-    _AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
-                     "bfloat16": torch.bfloat16}[cfg.dtype]
-    if cfg.gen_cache == "static" and _AMP["dtype"] != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
-        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
-                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
-    torch.manual_seed(cfg.seed)
-    model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
-    model.to(device)
-    if cfg.topk > model.config.vocab_size:
-        raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
-    check_head(model)
-    if cfg.grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    eos, pad = stop_ids(model, tok), tok.pad_token_id
-    task_name = re.sub(r"[^\w.-]+", "_", os.path.basename(cfg.task))   # path/to/my.py:Cls -> my.py_Cls
-    run_dir = cfg.output_dir or os.path.join("runs", f"{task_name}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if resume:   # lines logged after the checkpoint (a crash) are dropped: those steps run again
-        run_dir = os.path.dirname(os.path.abspath(resume[0]))
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                keep = [line for line in open(path) if json.loads(line)["step"] <= resume[1]["state"]["step"]]
-                with open(path, "w") as f:
-                    f.writelines(keep)
-    elif os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
-    os.makedirs(run_dir, exist_ok=True)
-
-    state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_beta, cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
-             "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
-    if not resume and cfg.warmup_steps:
-        state["warmup_loss"] = warmup(model, tok, task, cfg, eos)
-    # The frozen / EMA copies: the SDPO teacher (ema, base) and the E-step prior (--e-prior initial).
-    frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
-    teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None
-    prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    e_opt = e_optimizer(model, cfg) if cfg.algo == "vpd" else None
-    if resume:
-        ckpt, saved = resume
-        state = saved["state"]
-        opt.load_state_dict(saved["optimizer"])
-        if e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
-            e_opt.load_state_dict(saved["e_optimizer"])
-        for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
-            if m is not None:
-                m.load_state_dict(type(model).from_pretrained(os.path.join(ckpt, name)).state_dict())
-        torch.set_rng_state(saved["rng"]["torch"])
-        if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    else:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(cfg), f, indent=1)
-    teacher = teacher_copy if teacher_copy is not None else model   # VPD and SDPO-live: shared weights
-    prior = prior_copy if prior_copy is not None else model         # dynamic prior: the current student
-    data_rng = random.Random()
-    data_rng.setstate(state["data_rng"])
-    buffer = [Rollout(**r) for r in state["buffer"]]
-    es = EState(**state["e"]) if "e" in state else EState(   # (checkpoints from before EState)
-        state["beta"], cfg.e_lr or cfg.lr, state["delta"] / state["beta"], state["delta_count"])
-    eval_set = test_set[:cfg.eval_prompts]
-    recent, warned = [], set()
-
-    if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
-        log_metrics(run_dir, {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"],
-                              **evaluate(model, tok, task, eval_set, cfg, eos, seed=cfg.seed * 7919)})
-    from tqdm import tqdm
-    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run_dir)
-    for step in bar:
-        t0 = time.time()
-        model.train()
-        # ---- sample B prompts x G rollouts, score them, build teacher contexts --------------------------------
-        examples = [train_set[data_rng.randrange(len(train_set))] for _ in range(cfg.batch_prompts)]
-        rollouts = collect_rollouts(model, tok, task, examples, cfg, eos)
-        t_gen = time.time() - t0
-        # ---- M-step (or the GRPO update) -------------------------------------------------------------------
-        opt.zero_grad(set_to_none=True)
-        m = grpo_step(model, rollouts, cfg, pad) if cfg.algo == "grpo" else m_step(model, teacher, rollouts, cfg, pad)
-        m.update(optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
-        if teacher_copy is not None and cfg.teacher == "ema":
-            ema_update(teacher_copy, model, cfg.ema_tau)
-        # ---- E-step every F steps on the buffered rollouts -------------------------------------------------
-        if cfg.algo == "vpd":
-            buffer = (buffer + rollouts) if cfg.e_buffer == "all" else rollouts
-            if step % cfg.e_every == 0:
-                t_e = time.time()
-                e_opt.zero_grad(set_to_none=True)
-                e = e_step(model, prior, buffer, cfg, es, pad)
-                if e:
-                    e.update({f"E/{k}": v for k, v in optimizer_step(model, e_opt, es.lr, cfg.max_grad_norm,
-                                                                      e.pop("nonfinite"), state).items()})
-                    es.update(e, cfg)
-                m.update(e, **{"E/delta": es.beta * es.ratio_mean, "E/beta": es.beta, "E/lr": es.lr,
-                               "E/seconds": time.time() - t_e})
-                buffer = []
-        # ---- metrics, evaluation, checkpoint --------------------------------------------------------------
-        state["step"] = step
-        dt = time.time() - t0
-        state["elapsed"] += dt
-        ntok = sum(len(r.completion_ids) for r in rollouts)
-        m.update({"step": step, "time": state["elapsed"], "step_seconds": dt, "gen_seconds": t_gen,
-                  "tokens_per_s": ntok / dt, "reward": sum(r.reward for r in rollouts) / len(rollouts),
-                  "success_rate": sum(r.success for r in rollouts) / len(rollouts),
-                  "completion_len": ntok / len(rollouts),
-                  "truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts),
-                  "skipped_steps": state["skipped"]})
-        if cfg.algo != "grpo":
-            m["frac_context"] = sum(r.teacher_ids is not None for r in rollouts) / len(rollouts)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            m.update(evaluate(model, tok, task, eval_set, cfg, eos, seed=cfg.seed * 7919 + step))
-        recent = (recent + [m])[-20:]
-        for w in health_warnings(recent):
-            if w not in warned:
-                tqdm.write(f"warning (step {step}): {w}")
-                warned.add(w)
-        log_metrics(run_dir, m)
-        with open(os.path.join(run_dir, "samples.jsonl"), "a") as f:
-            for r in rollouts[:cfg.log_samples]:
-                f.write(json.dumps({"step": step, "prompt": tok.decode(r.prompt_ids), "completion": r.text,
-                                    "reward": r.reward, "feedback": r.feedback,
-                                    "teacher_prompt": r.teacher_prompt}) + "\n")
-        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "M/kl", "E/loss", "eval/pass@1") if k in m})
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            state["data_rng"] = data_rng.getstate()
-            state["buffer"] = [dataclasses.asdict(r) for r in buffer]
-            state["e"] = dataclasses.asdict(es)
-            save_checkpoint(run_dir, model, tok, teacher_copy, prior_copy, cfg, state, opt, e_opt)
-    return run_dir
-
-
-def log_metrics(run_dir: str, m: dict) -> None:
-    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
-        f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in m.items()})
-                + "\n")
-
-
-def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
-    """Clip and step; a NaN/inf loss or gradient skips the update (counted in state['skipped'])."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
-    if nonfinite or not math.isfinite(grad_norm):
-        opt.zero_grad(set_to_none=True)
-        state["skipped"] += 1
-        print(f"warning: non-finite loss or gradient at step {state['step'] + 1}; update skipped", file=sys.stderr)
-        return {"grad_norm": grad_norm, "skipped": 1}
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.step()
-    return {"grad_norm": grad_norm, "skipped": 0}
 
 
 class SignDescent(torch.optim.Optimizer):
@@ -1120,47 +642,295 @@ def e_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
 
 
 # ================================================================================================================
-# Plots: reward and teacher success vs step and vs wall time for several runs
+# GRPO baseline (§7)
 # ================================================================================================================
-def plot(run_dirs: list[str], out: str) -> None:
-    """Runs named NAME-sN (seeds) are grouped: mean line and min-max band per group, one colour each."""
+def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> dict:
+    """Token-level policy gradient with group-normalised advantages; single on-policy update, no reference KL.
+    L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch), backpropagated by chunks of positions."""
+    adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
+    rows = list(zip(rollouts, adv.tolist()))     # rows with A = 0 add no gradient but count in the entropy
+    total = sum(len(r.completion_ids) for r in rollouts)
+    sums = {"loss": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, next(model.parameters()).device)
+        h = completion_hidden(model, [r.prompt_ids for r, _ in mb], comp, pad, dtype)
+        a = torch.tensor([a for _, a in mb], device=comp.device)
+
+        def chunk_loss(h_c, c):   # this chunk's share of L
+            logits = head_logits(model, h_c, cfg.temperature, dtype)
+            with torch.no_grad():
+                sums["entropy"] += entropy_sum(logits, mask[:, c], c.start)
+            return -(a[:, None] * token_logprobs(logits, comp[:, c]) * mask[:, c]).sum() / total
+        backward_by_chunks(h, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
+        sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
+    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1),
+            "nonfinite": sums["nonfinite"]}
+
+
+# ================================================================================================================
+# Supervised warm-up (§10): teach only the feedback *format* (cold-start self-distillation collapses)
+# ================================================================================================================
+def warmup(model, tok, task, cfg: Config, eos, dtype) -> float:
+    """Cross-entropy on teacher prompts of the task's warm-up data (targets disjoint from the task's answers)."""
+    rng = random.Random(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.warmup_lr)
+    use_sibling, use_fb = "sibling" in feedback_sources(cfg), set(feedback_sources(cfg)) & {"env", "critique"}
+    forms = [f for f, ok in (("fb", use_fb), ("sib", use_sibling), ("both", use_fb and use_sibling)) if ok]
+    loss = float("nan")
+    for _ in range(cfg.warmup_steps):
+        prompts, targets = [], []
+        for ex, target, fb in task.warmup_examples(rng, cfg.batch_prompts * cfg.group_size):
+            form = rng.choice(forms)
+            text = teacher_text(task.prompt(ex), target if form != "fb" else None, fb if form != "sib" else "",
+                                cfg.feedback_max_chars)
+            prompts.append(chat_ids(tok, text, task.system, cfg.thinking))
+            targets.append(tok(target, add_special_tokens=False)["input_ids"] + [eos[0]])   # the end of turn
+        comp, mask = pad_right(targets, tok.pad_token_id, next(model.parameters()).device)
+        logp = token_logprobs(completion_logits(model, prompts, comp, 1.0, tok.pad_token_id, dtype), comp)
+        batch_loss = -(logp * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        loss = batch_loss.item()
+    return loss
+
+
+# ================================================================================================================
+# Evaluation: the student without feedback, the teacher with it
+# ================================================================================================================
+def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> dict:
+    """Student pass@1 / pass@n on held-out prompts (no feedback). Teacher success: for each prompt whose first
+    student sample got env feedback (the failures; in the toy every sample), one teacher answer with it in context.
+    Runs under its own RNG seed and restores the training RNG afterwards (resumed runs match)."""
+    if not examples:
+        return {}
+    n, ok = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
+        outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype)
+        scores = task.score_batch([ex for ex in examples for _ in range(n)], [o[1] for o in outs])
+        wins = [sum(map(ok, scores[i * n:(i + 1) * n])) for i in range(len(examples))]
+        m = {"eval/pass@1": sum(pass_at_k(n, w, 1) for w in wins) / len(wins),
+             f"eval/pass@{n}": sum(pass_at_k(n, w, n) for w in wins) / len(wins),
+             "eval/reward": sum(s.reward for s in scores) / len(scores)}
+        fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
+                 for i, ex in enumerate(examples) if scores[i * n].feedback]
+        if fixes:
+            t_out = sample(model, tok, [chat_ids(tok, t, task.system, cfg.thinking) for _, t in fixes], 1,
+                           cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype)
+            t_scores = task.score_batch([ex for ex, _ in fixes], [o[1] for o in t_out])
+            m["eval/teacher_success"] = sum(map(ok, t_scores)) / len(fixes)
+        m["eval/teacher_n"] = len(fixes)
+    return m
+
+
+# ================================================================================================================
+# The loop (§6)
+# ================================================================================================================
+def train(cfg: Config) -> str:
+    """The algorithm box: each step samples B x G rollouts, distils the teacher into the student (M-step; GRPO: policy
+    gradient), steps the optimizer and the SDPO EMA teacher; every F steps the E-step refines the teacher on the
+    buffered rollouts. Then log, evaluate, checkpoint. Returns the run directory."""
+    run = setup(cfg)
+    model, state, es, pad, dtype = run.model, run.state, run.es, run.pad, run.dtype
+    if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
+        log_metrics(run.run_dir, {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"], **run_eval(run, 0)})
+    from tqdm import tqdm
+    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run.run_dir)
+    for step in bar:
+        t0 = time.time()
+        model.train()
+        examples = [run.train_set[run.data_rng.randrange(len(run.train_set))] for _ in range(cfg.batch_prompts)]
+        rollouts = collect_rollouts(model, run.tok, run.task, examples, cfg, run.eos, dtype)
+        t_gen = time.time() - t0
+        # ---- M-step (or the GRPO update) -------------------------------------------------------------------
+        run.opt.zero_grad(set_to_none=True)
+        if cfg.algo == "grpo":
+            m = grpo_step(model, rollouts, cfg, pad, dtype)
+        else:
+            m = m_step(model, run.teacher, rollouts, cfg, pad, dtype)
+        m.update(optimizer_step(model, run.opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
+        if run.teacher_copy is not None and cfg.teacher == "ema":
+            ema_update(run.teacher_copy, model, cfg.ema_tau)
+        # ---- E-step every F steps on the rollouts buffered since the last one -------------------------------
+        if cfg.algo == "vpd":
+            run.buffer = run.buffer + rollouts if cfg.e_buffer == "all" else rollouts
+        if cfg.algo == "vpd" and step % cfg.e_every == 0:
+            t_e = time.time()
+            run.e_opt.zero_grad(set_to_none=True)
+            e = e_step(model, run.prior, run.buffer, cfg, es, pad, dtype)
+            if e:
+                e_update = optimizer_step(model, run.e_opt, es.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
+                e.update({f"E/{k}": v for k, v in e_update.items()})
+                es.update(e, cfg)
+            m.update(e, **{"E/delta": es.beta * es.ratio_mean, "E/beta": es.beta, "E/lr": es.lr,
+                           "E/seconds": time.time() - t_e})
+            run.buffer = []
+        # ---- metrics, evaluation, checkpoint ------------------------------------------------------------------
+        end_step(run, step, m, rollouts, time.time() - t0, t_gen)
+        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "M/kl", "E/loss", "eval/pass@1") if k in m})
+    return run.run_dir
+
+
+def run_eval(run, step: int) -> dict:
+    return evaluate(run.model, run.tok, run.task, run.eval_set, run.cfg, run.eos, run.cfg.seed * 7919 + step,
+                    run.dtype)
+
+
+def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen: float) -> None:
+    """A step's bookkeeping: rollout metrics, evaluation every --eval-every, health warnings, metrics.jsonl and
+    samples.jsonl, checkpoint every --save-every (and at the end)."""
+    from tqdm import tqdm
+    cfg, state, n = run.cfg, run.state, len(rollouts)
+    state["step"] = step
+    state["elapsed"] += dt
+    ntok = sum(len(r.completion_ids) for r in rollouts)
+    m.update({"step": step, "time": state["elapsed"], "step_seconds": dt, "gen_seconds": t_gen,
+              "tokens_per_s": ntok / dt, "reward": sum(r.reward for r in rollouts) / n,
+              "success_rate": sum(r.success for r in rollouts) / n, "completion_len": ntok / n,
+              "truncated_frac": sum(r.truncated for r in rollouts) / n, "skipped_steps": state["skipped"]})
+    if cfg.algo != "grpo":
+        m["frac_context"] = sum(r.teacher_ids is not None for r in rollouts) / n
+    if step % cfg.eval_every == 0 or step == cfg.steps:
+        m.update(run_eval(run, step))
+    run.recent = (run.recent + [m])[-20:]
+    for w in health_warnings(run.recent):
+        if w not in run.warned:
+            tqdm.write(f"warning (step {step}): {w}")
+            run.warned.add(w)
+    log_metrics(run.run_dir, m)
+    with open(os.path.join(run.run_dir, "samples.jsonl"), "a") as f:
+        for r in rollouts[:cfg.log_samples]:
+            f.write(json.dumps({"step": step, "prompt": run.tok.decode(r.prompt_ids), "completion": r.text,
+                                "reward": r.reward, "feedback": r.feedback, "teacher_prompt": r.teacher_prompt}) + "\n")
+    if step % cfg.save_every == 0 or step == cfg.steps:
+        save_checkpoint(run)
+
+
+HEALTH = [("frac_context", 0.05, "fewer than 5% of rollouts have a teacher context: the M-step has almost nothing "
+                              "to learn from"),
+          ("student_entropy", 1e-3, "student entropy is ~0: the policy has collapsed to deterministic outputs"),
+          ("grad_norm", 1e-7, "gradient norm is ~0: nothing is being learned"),
+          ("completion_len", 1.5, "completions are ~1 token long")]
+
+
+def health_warnings(recent: list[dict]) -> list[str]:
+    """Signs of collapse over the last steps (pitfalls 5, 9), from HEALTH: a metric whose mean over the last >= 10
+    steps is below its floor (frac_context only where the last step logged one: not GRPO)."""
+    def mean(key):
+        vals = [m[key] for m in recent if isinstance(m.get(key), float) and math.isfinite(m[key])]
+        return sum(vals) / len(vals) if vals else float("nan")
+    return [msg for key, floor, msg in HEALTH
+            if len(recent) >= 10 and mean(key) < floor and (key != "frac_context" or key in recent[-1])]
+
+
+# ================================================================================================================
+# Plumbing: setup, checkpoints, CLI (model loading, chat templates: lm.py; run directories, learning curves: rundir.py)
+# ================================================================================================================
+def setup(cfg: Config) -> SimpleNamespace:
+    """What the loop works on: task and data, device and compute dtype (`dtype`, from --dtype), model, stop ids, run
+    directory, trainer `state` (step, skipped steps, time, warm-up loss: checkpointed), the SDPO teacher and E-step
+    prior (copies or the model itself), the M-step's and E-step's optimizers, the E-step's `buffer` and `es`
+    (EState); a --resume run gets its checkpoint back."""
+    validate(cfg)
+    resume = load_checkpoint(cfg.resume) if cfg.resume else None
+    sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
+    task = tasks_lib.get_task(cfg.task, cfg.dataset)
+    train_set, test_set = task.load("train"), task.load("test")
+    if not train_set:
+        raise UserError(f"task {cfg.task!r} has no training examples")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    dtype = compute_dtype(cfg.dtype, device)
+    if cfg.gen_cache == "static" and dtype != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
+        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
+                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
+    torch.manual_seed(cfg.seed)
+    model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
+    model.to(device)
+    if cfg.topk > model.config.vocab_size:
+        raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
+    check_head(model, dtype)
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    eos = stop_ids(model, tok)
+    run_dir = make_run_dir(cfg, resume)
+    state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_beta, cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
+             "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
+    if not resume and cfg.warmup_steps:
+        state["warmup_loss"] = warmup(model, tok, task, cfg, eos, dtype)
+    frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
+    teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None   # SDPO's EMA / base teacher
+    prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None   # --e-prior initial
+    run = SimpleNamespace(
+        cfg=cfg, model=model, tok=tok, task=task, train_set=train_set, eval_set=test_set[:cfg.eval_prompts], eos=eos,
+        pad=tok.pad_token_id, dtype=dtype, run_dir=run_dir, state=state, teacher_copy=teacher_copy,
+        prior_copy=prior_copy, teacher=model if teacher_copy is None else teacher_copy,   # VPD, SDPO-live: the model
+        prior=model if prior_copy is None else prior_copy,                                # dynamic prior: the student
+        opt=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0),
+        e_opt=e_optimizer(model, cfg) if cfg.algo == "vpd" else None, data_rng=random.Random(), recent=[], warned=set())
+    if resume:
+        restore_checkpoint(run, *resume)
+    else:
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(cfg), f, indent=1)
+    st = run.state
+    run.data_rng.setstate(st["data_rng"])
+    run.buffer = [Rollout(**r) for r in st["buffer"]]   # rollouts since the last E-step
+    run.es = EState(**st["e"]) if "e" in st else EState(   # (checkpoints from before EState)
+        st["beta"], cfg.e_lr or cfg.lr, st["delta"] / st["beta"], st["delta_count"])
+    return run
+
+
+# ---- checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly ---------------
+def save_checkpoint(run) -> None:
+    run.state.update(data_rng=run.data_rng.getstate(), buffer=[dataclasses.asdict(r) for r in run.buffer],
+                     e=dataclasses.asdict(run.es))
+    tmp, final, old = (os.path.join(run.run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    run.model.save_pretrained(tmp)
+    run.tok.save_pretrained(tmp)
+    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+        if m is not None:
+            m.save_pretrained(os.path.join(tmp, name))
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+           else None}
+    torch.save({"state": run.state, "optimizer": run.opt.state_dict(), "rng": rng,
+                "e_optimizer": run.e_opt.state_dict() if run.e_opt else None, "config": dataclasses.asdict(run.cfg)},
+               os.path.join(tmp, "trainer_state.pt"))
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: str) -> tuple[str, dict]:
+    """Returns (checkpoint dir, trainer state dict) from a run dir or its ckpt/ dir."""
+    ckpt = path if os.path.exists(os.path.join(path, "trainer_state.pt")) else os.path.join(path, "ckpt")
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib (optional dependency): pip install matplotlib") from None
-    groups: dict[str, list[list[dict]]] = {}
-    for d in run_dirs:
-        path = os.path.join(d, "metrics.jsonl")
-        if not os.path.exists(path):
-            raise UserError(f"{d} has no metrics.jsonl; pass run directories written by vpd.py")
-        rows = [r for r in map(json.loads, open(path)) if r.get("eval/pass@1") is not None]
-        groups.setdefault(re.sub(r"-s\d+$", "", os.path.basename(os.path.normpath(d))), []).append(rows)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    for label, runs in groups.items():
-        n = min(len(r) for r in runs)
-        for row, key in enumerate(("eval/pass@1", "eval/teacher_success")):
-            ys = [[r[i].get(key) if r[i].get(key) is not None else float("nan") for r in runs] for i in range(n)]
-            mean = [sum(y) / len(y) for y in ys]
-            for col, x in enumerate(("step", "time")):
-                xs = [sum(r[i][x] for r in runs) / len(runs) for i in range(n)]
-                line, = axes[row][col].plot(xs, mean, label=f"{label} (n={len(runs)})")
-                axes[row][col].fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15,
-                                            color=line.get_color())
-    for row, what in enumerate(("student pass@1 (held-out, no feedback)", "teacher success (with feedback)")):
-        for col, x in enumerate(("step", "wall time (s)")):
-            axes[row][col].set(xlabel=x, ylabel=what, ylim=(-0.02, 1.02))
-            axes[row][col].grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=72)
-    print(f"wrote {out}")
+        return ckpt, torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot resume from {path!r} ({type(e).__name__}): give a run directory written by "
+                        "vpd.py (it holds ckpt/trainer_state.pt)") from None
 
 
-# ================================================================================================================
-# CLI
-# ================================================================================================================
+def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
+    """Trainer state, optimizers, frozen / EMA copies and RNG from a checkpoint (the model was loaded from it)."""
+    run.state = saved["state"]
+    run.opt.load_state_dict(saved["optimizer"])
+    if run.e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
+        run.e_opt.load_state_dict(saved["e_optimizer"])
+    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+        if m is not None:
+            m.load_state_dict(type(run.model).from_pretrained(os.path.join(ckpt, name)).state_dict())
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
     def error(self, message):   # one line, no usage dump
         raise UserError(f"{message} (see python vpd.py --help)")
@@ -1172,11 +942,9 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
         name, meta = "--" + f.name.replace("_", "-"), f.metadata
         preset = ", ".join(f"{t}={v[f.name]}" for t, v in PRESETS.items() if f.name in v)
         help_text = meta["help"] + (f" [default {f.default}" + (f"; presets: {preset}]" if preset else "]"))
-        if f.type == "bool" or isinstance(f.default, bool):
-            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            typ = meta.get("type") or type(f.default)
-            p.add_argument(name, type=typ, default=None, choices=meta.get("choices"), help=help_text)
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else
+                {"type": meta.get("type") or type(f.default), "choices": meta.get("choices")})
+        p.add_argument(name, default=None, help=help_text, **kind)
     p.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="draw learning curves of these runs and exit")
     p.add_argument("--out", default="curves.png", help="output PNG for --plot")
     args = p.parse_args(argv)

@@ -235,12 +235,12 @@ def gen_options(mode: str, device: torch.device) -> dict:
     raise SystemExit(f"unknown generation mode {mode!r}")
 
 
-def generate(model, tok, prompts, n, new_tokens, mode, device, eos):
+def generate(model, tok, prompts, n, new_tokens, mode, device, eos, dtype):
     """Rollouts through vpd.sample (one batched call, or one call per prompt for mode per-prompt)."""
     with forced_generate(model, new_tokens, **gen_options(mode, device)):
         if mode == "per-prompt":
-            return [s for p in prompts for s in vpd.sample(model, tok, [p], n, new_tokens, 1.0, 1.0, eos)]
-        return vpd.sample(model, tok, prompts, n, new_tokens, 1.0, 1.0, eos)
+            return [s for p in prompts for s in vpd.sample(model, tok, [p], n, new_tokens, 1.0, 1.0, eos, dtype)]
+        return vpd.sample(model, tok, prompts, n, new_tokens, 1.0, 1.0, eos, dtype)
 
 
 def make_rollouts(prompts, teacher_prompts, samples, group_size: int, rng: random.Random) -> list[vpd.Rollout]:
@@ -260,7 +260,7 @@ def make_rollouts(prompts, teacher_prompts, samples, group_size: int, rng: rando
 # ================================================================================================================
 # The naive reference M-step
 # ================================================================================================================
-def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, pad: int) -> float:
+def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, pad: int, dtype) -> float:
     """Whole batch at once, full model(...).logits at every position, full-vocabulary log_softmax for student and
     teacher, then the KL on the completion positions (vpd.divergence), backward."""
     device = next(model.parameters()).device
@@ -272,7 +272,7 @@ def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, p
         full = torch.cat([ids, comp], 1)
         attn = torch.cat([am, torch.ones_like(comp)], 1)
         pos = (attn.cumsum(1) - 1).clamp(min=0)
-        with vpd.autocast(device):
+        with vpd.autocast(device, dtype):
             return m(input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False).logits
 
     s_lp = (logits(model, [r.prompt_ids for r in rollouts]).float() / cfg.temperature).log_softmax(-1)
@@ -313,7 +313,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     print(f"\n## {args.preset} / {algo}: {nparams / 1e6:.1f}M params, vocab {vocab}, {args.prompts} prompts x "
           f"{args.group_size} rollouts x {args.new_tokens} new tokens, prompt {args.prompt_len} tokens, teacher "
           f"prompt {args.prompt_len + args.feedback_len}, micro_batch {micro}, device {device}, "
-          f"dtype {vpd._AMP['dtype']}")
+          f"dtype {args.compute_dtype}")
 
     summary = {}
     for step in range(1, args.steps + 1):
@@ -326,17 +326,18 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             samples = [(c, "", True) for c in random_prompts(nseq, args.new_tokens, vocab, avoid, rng)]
         else:
             with ph.phase("generation (vpd.sample)", ntok):
-                samples = generate(model, tok, prompts, args.group_size, args.new_tokens, "dynamic", device, eos)
+                samples = generate(model, tok, prompts, args.group_size, args.new_tokens, "dynamic", device, eos,
+                                   args.compute_dtype)
         print(f"[step {step}: rollouts ready, {time.time() - T0:.0f}s]", flush=True)
         rollouts = make_rollouts(prompts, t_prompts, samples, args.group_size, rng)
         assert all(len(r.completion_ids) == args.new_tokens for r in rollouts), "generation not at full length"
         opt.zero_grad(set_to_none=True)
         if algo == "grpo":
             with ph.phase(f"student fwd/bwd (vpd.grpo_step, mb={micro})", ntok):
-                m = vpd.grpo_step(model, rollouts, cfg, pad)
+                m = vpd.grpo_step(model, rollouts, cfg, pad, args.compute_dtype)
         else:
             with ph.phase(f"M-step (vpd.m_step, mb={micro})", ntok):
-                m = vpd.m_step(model, teacher, rollouts, cfg, pad)
+                m = vpd.m_step(model, teacher, rollouts, cfg, pad, args.compute_dtype)
         with ph.phase("optimizer (vpd.optimizer_step)", 0):
             vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state)
             if teacher_copy is not None:
@@ -344,7 +345,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
         if algo == "vpd":   # the E-step runs every e_every steps in training; here every step, to measure it
             opt.zero_grad(set_to_none=True)
             with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
-                e = vpd.e_step(model, model, rollouts, cfg, e_state, pad)
+                e = vpd.e_step(model, model, rollouts, cfg, e_state, pad, args.compute_dtype)
             with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
                 vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:
@@ -368,12 +369,12 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             c = dataclasses.replace(cfg, micro_batch=mb)
             opt.zero_grad(set_to_none=True)
             with ph.phase(f"M-step vpd.m_step mb={mb}", ntok):
-                vpd.m_step(model, teacher, rollouts, c, pad)
+                vpd.m_step(model, teacher, rollouts, c, pad, args.compute_dtype)
         if args.naive:
             opt.zero_grad(set_to_none=True)
             try:
                 with ph.phase(f"naive M-step (batch {nseq}, full logits + log_softmax)", ntok):
-                    naive_m_step(model, teacher, rollouts, cfg, pad)
+                    naive_m_step(model, teacher, rollouts, cfg, pad, args.compute_dtype)
             except torch.OutOfMemoryError:   # the reference may not fit on the GPU: say so, keep the other rows
                 print("naive M-step: out of memory")
                 args.naive = False
@@ -411,13 +412,14 @@ def bench_generation(args, device, mem: Mem) -> None:
         if mode == "static-compile":   # compile on a first call (its time is reported), then measure
             prompts = random_prompts(args.prompts, args.prompt_len, vocab, avoid, rng)
             with ph.phase(f"{mode} (first call: compilation)", ntok, record=False) as warm:
-                generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos)
+                generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos, args.compute_dtype)
         times = []
         for rep in range(args.gen_reps):
             prompts = random_prompts(args.prompts, args.prompt_len, vocab, avoid, rng)
             torch.manual_seed(args.seed + rep)
             with ph.phase(mode, ntok, record=False) as info:
-                out = generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos)
+                out = generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos,
+                               args.compute_dtype)
             assert all(len(c) == args.new_tokens for c, _, _ in out)
             times.append(info)
         best = min(times, key=lambda i: i["seconds"])
@@ -437,7 +439,7 @@ def main(argv=None) -> int:
     p.add_argument("--algo", default="vpd,sdpo,grpo", help="comma list of vpd, sdpo, grpo, or 'none'")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                   help="autocast dtype (vpd._AMP): auto = bf16 on CUDA, fp32 on CPU")
+                   help="compute dtype (vpd.compute_dtype): auto = bf16 on CUDA, fp32 on CPU")
     p.add_argument("--prompts", type=int, default=4, help="B: prompts per step")
     p.add_argument("--group-size", type=int, default=8, help="G: rollouts per prompt")
     p.add_argument("--new-tokens", type=int, default=64, help="completion length (forced)")
@@ -472,8 +474,7 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda but no CUDA GPU is visible")
     if args.threads:
         torch.set_num_threads(args.threads)
-    vpd._AMP["dtype"] = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
-                         "float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    args.compute_dtype = vpd.compute_dtype(args.dtype, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# bench_vpd: torch {torch.__version__}, {name}; argv: {' '.join(sys.argv[1:])}")
     mem = Mem(device, args.rss_interval_ms)

@@ -1,0 +1,156 @@
+"""Language-model plumbing for vpd.py: loading a model and tokenizer (short name, Hub id, directory, GGUF, or the
+offline `tiny`), autocast to an explicit compute dtype, the check that the logits are the LM head's, and speaking the
+chat template (prompts, stop ids, <think> blocks)."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+
+import torch
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+TINY_CORPUS = [
+    "Q 1 2 = Wrong: you answered 3. The answer is 4. you gave no answer",
+    "The following is feedback from your unsuccessful earlier attempt:", "Correct solution:",
+    "Correctly solve the original question.", "def solve(x):\n    return x + 1\n", "```python\nprint(1)\n```",
+    "An attempt at this question: Feedback on the attempt: what is wrong and how to fix it.",
+    "user assistant system The answer is (A) (B) (C) (D) \\boxed{42} Answer: 12 apples cost 3 dollars each.",
+]
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SHORT_NAMES = {f"{name}{v}": f"{org}/{name}{v}" for org, names, variants in [
+    ("Qwen", [f"Qwen2.5-{s}" for s in ["0.5B", "1.5B", "3B", "7B", "14B", "32B", "72B"]], ["", "-Instruct"]),
+    ("Qwen", [f"Qwen2.5-Coder-{s}" for s in ["0.5B", "1.5B", "3B", "7B"]], ["", "-Instruct"]),
+    ("Qwen", [f"Qwen3-{s}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B"]], ["", "-Base"]),
+    ("HuggingFaceTB", [f"SmolLM2-{s}" for s in ["135M", "360M", "1.7B"]], ["", "-Instruct"])]
+    for name in names for v in variants}
+
+
+def build_tiny(seed: int, hidden: int = 128, layers: int = 4):
+    """A randomly initialised small Qwen2 and a byte-level BPE tokenizer trained here (ChatML template, pad != eos
+    but pad is also a generation EOS id, as in Qwen). Fully offline; deterministic for a seed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(TINY_CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                         eos_token_id=[tok.eos_token_id, tok.pad_token_id], bos_token_id=None)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def resolve_model_name(name: str) -> str:
+    if name == "tiny" or os.path.isdir(name) or "/" in name:
+        return name
+    if name in SHORT_NAMES:
+        return SHORT_NAMES[name]
+    raise UserError(f"unknown model {name!r}: give a Hub id (org/name), a local directory, 'tiny', or a short name "
+                    f"such as {', '.join(list(SHORT_NAMES)[:4])}, ... (see README)")
+
+
+def load_model(cfg):
+    """(model in fp32, tokenizer padding left) from cfg.model, cfg.gguf_file, cfg.seed (a vpd.Config)."""
+    name = resolve_model_name(cfg.model)
+    if name == "tiny":
+        return build_tiny(cfg.seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(name, **kw)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kw)
+    except Exception as e:  # noqa: BLE001  (any loading failure becomes one line)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"could not load model {name!r} ({type(e).__name__}: {first}); check the name, your "
+                        "internet connection / HF cache, or pass a local directory") from None
+    if cfg.gguf_file:   # GGUF weights arrive dequantised to fp32: drop the quantizer so save_pretrained works
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to the compute dtype, which every caller passes explicitly (vpd.setup resolves --dtype once); none
+    for fp32 (and fp64 tests)."""
+    if dtype in (torch.float32, torch.float64):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_head(model, dtype) -> None:
+    """The chunked losses rebuild the logits as LM head(backbone(x)); refuse a model whose forward does more (logit
+    soft-capping, scaling), checked once on a short input."""
+    ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
+    with torch.no_grad():
+        with autocast(ids.device, dtype):
+            want = model(input_ids=ids, use_cache=False).logits.float()
+            h = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+            got = model.get_output_embeddings()(h).float()
+    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
+        raise UserError(f"{type(model).__name__}'s logits are not LM head(final hidden state) (soft-capping or "
+                        "scaling?): this model is not supported by the chunked losses")
+
+
+def stop_ids(model, tok) -> list[int]:
+    """Token ids that end a completion (pitfall 1): the chat template's end-of-turn token(s) first, then the EOS ids
+    of the tokenizer and the generation config. Qwen2.5 base is prompted in ChatML but its EOS is <|endoftext|>:
+    without <|im_end|> its rollouts run on into invented turns."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return [i for i in dict.fromkeys(end_of_turn_ids(tok) + ids + [tok.eos_token_id]) if i is not None]
+
+
+def end_of_turn_ids(tok) -> list[int]:
+    """The added tokens that the chat template puts right after an assistant message (ChatML <|im_end|>, Llama-3
+    <|eot_id|>, Gemma <end_of_turn>): render a conversation whose assistant text is known and read what follows it."""
+    probe = "Probe answer 417."
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
+                                       tokenize=False)
+    except Exception:  # noqa: BLE001  (no template, or one that cannot render this conversation: EOS ids only)
+        return []
+    if probe not in text:
+        return []
+    after = tok(text.rsplit(probe, 1)[1].lstrip(), add_special_tokens=False)["input_ids"]
+    return list(itertools.takewhile(set(tok.added_tokens_decoder).__contains__, after))
+
+
+def chat_ids(tok, user_text: str, system: str | None = None, thinking: bool = False) -> list[int]:
+    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback).
+    Templates with a thinking switch (Qwen3's enable_thinking) get it off unless `thinking`; others ignore it."""
+    if getattr(tok, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                                   "content": user_text}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
+    else:
+        text = (system + "\n\n" if system else "") + user_text + "\n"
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def strip_thinking(text: str) -> str:
+    """The answer without its reasoning: <think>...</think> blocks go, as does everything up to a lone </think> (the
+    template opened the block) and an unclosed <think> (truncated while thinking). Judges and siblings see this."""
+    if "<think>" not in text and "</think>" not in text:
+        return text
+    return re.sub(r"<think>.*?(?:</think>|$)", "", text, flags=re.S).rsplit("</think>", 1)[-1].lstrip()
