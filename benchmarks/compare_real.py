@@ -2,7 +2,7 @@
 a small learning-rate sweep per algorithm, then more seeds at the chosen lr; prints markdown tables (held-out
 student pass@1 at step 0 and at the end, teacher success with feedback, E/reward_margin, minutes per run; mean over
 seeds and per seed) and the command that draws the curves. README, "VPD vs SDPO vs GRPO on a real model", has the
-results and why the runs are this small (2 prompts x 4 rollouts, 32 new tokens, 5 steps).
+results and why the runs are this small (2 prompts x 4 rollouts, 32 new tokens, 8 steps).
 
     python benchmarks/compare_real.py                          # all runs under runs/real (resumable)
     python vpd.py --plot <the runs it prints> --out docs/real_curves.png
