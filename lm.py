@@ -90,6 +90,31 @@ def load_model(cfg):
     return model, tok
 
 
+def load_for_training(cfg, device: torch.device, dtype: torch.dtype):
+    """load_model on `device`, checked for the losses (--topk within the vocabulary, logits = LM head(hidden)), with
+    --grad-checkpointing applied. Returns (model, tokenizer, stop ids)."""
+    model, tok = load_model(cfg)
+    model.to(device)
+    if cfg.topk > model.config.vocab_size:
+        raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
+    check_head(model, dtype)
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tok, stop_ids(model, tok)
+
+
+def device_and_dtype(device: str, dtype: str, gen_cache: str) -> tuple[torch.device, torch.dtype]:
+    """--device and --dtype -> the device and the compute dtype (auto: bf16 on CUDA, fp32 elsewhere)."""
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    dt = torch.bfloat16 if dtype == "bfloat16" or (dtype == "auto" and dev.type == "cuda") else torch.float32
+    if gen_cache == "static" and dt != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
+        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
+                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
+    return dev, dt
+
+
 def autocast(device: torch.device, dtype: torch.dtype):
     """Autocast to the compute dtype, which every caller passes explicitly (vpd.setup resolves --dtype once); none
     for fp32 (and fp64 tests)."""

@@ -1,19 +1,24 @@
-"""Run directories of vpd.py: creating one (or reopening it for --resume), its metrics.jsonl, and learning curves
-of several runs (python vpd.py --plot RUN_DIR ... --out curves.png)."""
+"""Run directories of vpd.py: creating one (or reopening it for --resume), what a step writes there (metrics.jsonl,
+samples.jsonl, health warnings), checkpoints (save, load, restore), and learning curves of several runs
+(python vpd.py --plot RUN_DIR ... --out curves.png)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
+import shutil
 import time
+
+import torch
 
 from lm import UserError
 
 
 def make_run_dir(cfg, resume: tuple[str, dict] | None) -> str:
-    """runs/<task>-<algo>-<time>, or --output-dir; a resumed run's own directory, its logs cut back to the
-    checkpoint (lines logged after it, by a crash, are dropped: those steps run again)."""
+    """runs/<task>-<algo>-<time>, or --output-dir, with the run's config.json; a resumed run's own directory, its
+    logs cut back to the checkpoint (lines logged after it, by a crash, are dropped: those steps run again)."""
     if resume:
         run_dir = os.path.dirname(os.path.abspath(resume[0]))
         for name in ("metrics.jsonl", "samples.jsonl"):
@@ -28,6 +33,8 @@ def make_run_dir(cfg, resume: tuple[str, dict] | None) -> str:
     if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --output-dir")
     os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=1)
     return run_dir
 
 
@@ -35,6 +42,84 @@ def log_metrics(run_dir: str, m: dict) -> None:
     with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:   # NaN/inf -> null (strict JSON)
         f.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in m.items()})
                 + "\n")
+
+
+def log_samples(run_dir: str, step: int, tok, rollouts: list) -> None:
+    """A few rollouts per step, with what the teacher read, to samples.jsonl."""
+    with open(os.path.join(run_dir, "samples.jsonl"), "a") as f:
+        for r in rollouts:
+            f.write(json.dumps({"step": step, "prompt": tok.decode(r.prompt_ids), "completion": r.text, "reward":
+                                r.reward, "feedback": r.feedback, "teacher_prompt": r.teacher_prompt}) + "\n")
+
+
+HEALTH = [("frac_context", 0.05, "fewer than 5% of rollouts have a teacher context: the M-step has almost nothing "
+                              "to learn from"),
+          ("student_entropy", 1e-3, "student entropy is ~0: the policy has collapsed to deterministic outputs"),
+          ("grad_norm", 1e-7, "gradient norm is ~0: nothing is being learned"),
+          ("completion_len", 1.5, "completions are ~1 token long")]
+
+
+def health_warnings(recent: list[dict]) -> list[str]:
+    """Signs of collapse over the last steps (pitfalls 5, 9), from HEALTH: a metric whose mean over the last >= 10
+    steps is below its floor (frac_context only where the last step logged one: not GRPO)."""
+    def mean(key):
+        vals = [m[key] for m in recent if isinstance(m.get(key), float) and math.isfinite(m[key])]
+        return sum(vals) / len(vals) if vals else float("nan")
+    return [msg for key, floor, msg in HEALTH
+            if len(recent) >= 10 and mean(key) < floor and (key != "frac_context" or key in recent[-1])]
+
+
+def save_checkpoint(run) -> None:
+    """run_dir/ckpt, written atomically: the model and tokenizer (save_pretrained), the SDPO teacher and E-step prior
+    copies, and trainer_state.pt (trainer state, both optimizers, RNG, config), so that --resume continues exactly.
+    `run` is the namespace vpd.setup builds."""
+    run.state.update(data_rng=run.data_rng.getstate(), buffer=[dataclasses.asdict(r) for r in run.buffer],
+                     e=dataclasses.asdict(run.es))
+    tmp, final, old = (os.path.join(run.run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    run.model.save_pretrained(tmp)
+    run.tok.save_pretrained(tmp)
+    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+        if m is not None:
+            m.save_pretrained(os.path.join(tmp, name))
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+           else None}
+    torch.save({"state": run.state, "optimizer": run.opt.state_dict(), "rng": rng,
+                "e_optimizer": run.e_opt.state_dict() if run.e_opt else None, "config": dataclasses.asdict(run.cfg)},
+               os.path.join(tmp, "trainer_state.pt"))
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: str) -> tuple[str, dict]:
+    """Returns (checkpoint dir, saved trainer state) from a run dir or its ckpt/ dir; older checkpoints upgraded."""
+    ckpt = path if os.path.exists(os.path.join(path, "trainer_state.pt")) else os.path.join(path, "ckpt")
+    try:
+        saved = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot resume from {path!r} ({type(e).__name__}): give a run directory written by "
+                        "vpd.py (it holds ckpt/trainer_state.pt)") from None
+    st, c = saved["state"], saved["config"]
+    if "e" not in st:   # written before the E-step state was one object (vpd.EState): beta, delta, delta_count
+        st["e"] = {"beta": st["beta"], "lr": c.get("e_lr") or c["lr"], "ratio_mean": st["delta"] / st["beta"],
+                   "count": st["delta_count"]}
+    return ckpt, saved
+
+
+def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
+    """Trainer state, optimizers, frozen / EMA copies and RNG from a checkpoint (the model was loaded from it)."""
+    run.state = saved["state"]
+    run.opt.load_state_dict(saved["optimizer"])
+    if run.e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
+        run.e_opt.load_state_dict(saved["e_optimizer"])
+    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+        if m is not None:
+            m.load_state_dict(type(run.model).from_pretrained(os.path.join(ckpt, name)).state_dict())
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
 
 
 def plot(run_dirs: list[str], out: str) -> None:

@@ -23,6 +23,7 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import lm  # noqa: E402
 import vpd  # noqa: E402
 
 torch.set_num_threads(1)
@@ -339,7 +340,7 @@ def test_completion_mask_union_of_eos_ids():
 # ================================================================================================================
 @pytest.fixture(scope="module")
 def tiny():
-    model, tok = vpd.build_tiny(0)
+    model, tok = lm.build_tiny(0)
     return model, tok
 
 
@@ -404,7 +405,7 @@ def test_lone_success_without_feedback_is_masked_out():
 
 def test_stop_ids_tiny(tiny):
     model, tok = tiny
-    ids = vpd.stop_ids(model, tok)
+    ids = lm.stop_ids(model, tok)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     eot = tok.convert_tokens_to_ids("<|endoftext|>")
     assert im_end != eot
@@ -872,6 +873,19 @@ def test_resume_without_steps_keeps_saved_steps(cli_runs, tmp_path, monkeypatch)
     assert len(_metrics(d)) == 2
 
 
+def test_checkpoint_from_before_the_estate_object_loads(tmp_path):
+    """A trainer_state.pt that kept beta, delta and delta_count loose (before vpd.EState) loads as an EState:
+    ratio_mean = delta / beta, lr = --e-lr or else --lr of the saved config."""
+    import rundir
+    (tmp_path / "ckpt").mkdir()
+    old = {"step": 3, "beta": 0.25, "delta": 0.5, "delta_count": 2, "skipped": 0}
+    for e_lr, want_lr in ((None, 1e-4), (3e-5, 3e-5)):
+        torch.save({"state": dict(old), "config": {"lr": 1e-4, "e_lr": e_lr}}, tmp_path / "ckpt" / "trainer_state.pt")
+        ckpt, saved = rundir.load_checkpoint(str(tmp_path))
+        assert ckpt == str(tmp_path / "ckpt")
+        assert vpd.EState(**saved["state"]["e"]) == vpd.EState(beta=0.25, lr=want_lr, ratio_mean=2.0, count=2)
+
+
 # ================================================================================================================
 # Learning: the E-step raises the teacher's margin; VPD's student learns the toy
 # ================================================================================================================
@@ -904,7 +918,7 @@ def _margin(model, rows, pad):
 def test_e_step_raises_teacher_margin_on_successes_vs_failures():
     import tasks
     torch.manual_seed(0)
-    model, tok = vpd.build_tiny(0)
+    model, tok = lm.build_tiny(0)
     task, pad = tasks.get_task("toy"), tok.pad_token_id
     train_rows = _toy_rows(tok, task, task.load("train")[:24])
     held_out = _toy_rows(tok, task, task.load("test"))
@@ -1118,7 +1132,7 @@ def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, 
 def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scores(tiny):
     base, tok = tiny
     model = _shipped_sampling_settings(base, tok)
-    pad, eos = tok.pad_token_id, vpd.stop_ids(model, tok)
+    pad, eos = tok.pad_token_id, lm.stop_ids(model, tok)
     prompts = [vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "a longer prompt: Q 3 4 = what now")]
     torch.manual_seed(0)
     rows, scores, _ = _sample_with_scores(model, tok, prompts, 3, 6, 1.0, 1.0, eos)
@@ -1139,7 +1153,7 @@ def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scor
 def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny):
     base, tok = tiny
     model = _shipped_sampling_settings(base, tok)
-    pad, eos = tok.pad_token_id, vpd.stop_ids(model, tok)
+    pad, eos = tok.pad_token_id, lm.stop_ids(model, tok)
     prompts = [vpd.chat_ids(tok, "Q 1 2 =")]
     torch.manual_seed(1)
     rows, scores, _ = _sample_with_scores(model, tok, prompts, 2, 3, 0.6, 0.95, eos)
@@ -1365,7 +1379,7 @@ def test_qwen_tokenizers_are_the_real_ones(qwen_tokenizers):
 @pytest.mark.parametrize("name", ["Qwen2.5-0.5B", "Qwen2.5-0.5B-Instruct", "Qwen3-0.6B"])
 def test_stop_ids_qwen_end_of_turn_and_eos(qwen_tokenizers, name):
     tok, gen_eos = qwen_tokenizers[name]
-    stops = vpd.stop_ids(_stub(gen_eos), tok)
+    stops = lm.stop_ids(_stub(gen_eos), tok)
     assert stops == [151645, 151643]               # <|im_end|> (the template's end of turn), then <|endoftext|>
     # a base-model rollout that runs on past the end of its turn into an invented user turn is cut at <|im_end|>
     prompt = vpd.chat_ids(tok, "Write add(a, b).")
@@ -1409,8 +1423,8 @@ def smollm2_tokenizer():
 
 def test_stop_ids_smollm2_instruct(smollm2_tokenizer):
     tok = smollm2_tokenizer
-    assert vpd.end_of_turn_ids(tok) == [2] and tok.convert_ids_to_tokens(2) == "<|im_end|>"
-    assert vpd.stop_ids(_stub(2), tok) == [2]                          # generation_config eos 2 = <|im_end|>
+    assert lm.end_of_turn_ids(tok) == [2] and tok.convert_ids_to_tokens(2) == "<|im_end|>"
+    assert lm.stop_ids(_stub(2), tok) == [2]                          # generation_config eos 2 = <|im_end|>
     text = tok.decode(vpd.chat_ids(tok, "Hi"))
     assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
                     "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
@@ -1425,15 +1439,15 @@ def test_end_of_turn_ids_other_template_styles(tiny):
     eot, end_of_turn = tok.convert_tokens_to_ids(["<|eot_id|>", "<end_of_turn>"])
     tok.chat_template = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                          "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")
-    assert vpd.end_of_turn_ids(tok) == [eot]
+    assert lm.end_of_turn_ids(tok) == [eot]
     tok.chat_template = ("{% for m in messages %}<start_of_turn>"
                          "{{ 'model' if m['role'] == 'assistant' else m['role'] }}"
                          "\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}")
-    assert vpd.end_of_turn_ids(tok) == [end_of_turn]
+    assert lm.end_of_turn_ids(tok) == [end_of_turn]
     tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n\n{% endfor %}"
-    assert vpd.end_of_turn_ids(tok) == []
+    assert lm.end_of_turn_ids(tok) == []
     tok.chat_template = "{{ raise_exception('only user turns') }}"
-    assert vpd.end_of_turn_ids(tok) == []
+    assert lm.end_of_turn_ids(tok) == []
 
 
 # ================================================================================================================
@@ -1458,7 +1472,7 @@ def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
     task = tasks.get_task("toy")
     ex = task.load("train")[0]
     right, wrong = ex["answer"], str((int(ex["answer"]) + 1) % 10)
-    eos = vpd.stop_ids(model, tok)
+    eos = lm.stop_ids(model, tok)
     outs = [f"<think>\nit is {wrong}\n</think>\n\n{right}", f"<think>\nsurely {right}\n</think>\n\n{wrong}"] * 2
     ids = [tok(o, add_special_tokens=False)["input_ids"] + [eos[0]] for o in outs]
 
@@ -1547,7 +1561,7 @@ def _m_e_loop(beta, n, target=None, adapt="lr", e_lr=1e-3, target_from=0):
     beta_E or the E-step lr after each round."""
     import tasks
     torch.manual_seed(0)
-    model, tok = vpd.build_tiny(0, hidden=64, layers=2)
+    model, tok = lm.build_tiny(0, hidden=64, layers=2)
     task, pad = tasks.get_task("toy"), tok.pad_token_id
     rows = _toy_rows(tok, task, task.load("train")[:16])
     cfg = vpd.Config(model="tiny", task="toy", e_beta=beta, e_adapt=adapt, micro_batch=64, support="full", lr=1e-3)
@@ -1746,12 +1760,12 @@ def test_student_entropy_is_the_mean_over_every_8th_position(tiny):
 
 def test_check_head_refuses_logits_that_are_not_the_head_of_the_last_hidden_state(tiny):
     base, _ = tiny
-    vpd.check_head(base, F32)                                  # Qwen2: logits = lm_head(norm(last hidden state))
+    lm.check_head(base, F32)                                  # Qwen2: logits = lm_head(norm(last hidden state))
     model = copy.deepcopy(base)
     forward = model.forward
     model.forward = lambda **kw: type("Out", (), {"logits": 2 * forward(**kw).logits})()   # a logit scale
     with pytest.raises(vpd.UserError, match="not supported by the chunked losses"):
-        vpd.check_head(model, F32)
+        lm.check_head(model, F32)
 
 
 def test_toy_preset_trains_the_e_step_on_the_last_batch():

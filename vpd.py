@@ -6,10 +6,10 @@ q_theta(y|x, C) is the *same network* prompted with that feedback C. Training al
   * the E-step (every F steps): improve the teacher at reading feedback with an unpaired preference loss (BCO) whose
     prior is the current student (a trust region that moves with the student).
 Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
-The algorithm and its knobs are described in docs/algorithm.md (the § and pitfall numbers below refer to it).
-This file reads top to bottom: the equations, the knobs, rollouts, M-step, E-step, GRPO, the loop, then plumbing
-(setup, checkpoints, CLI). Model loading and chat templates live in lm.py, run directories and plots in rundir.py.
-The compute dtype is an explicit argument of every function that runs the model.
+docs/algorithm.md describes the algorithm and its knobs (the § and pitfall numbers below refer to it). This file
+reads top to bottom: equations, knobs, rollouts, M-step, E-step, GRPO, the loop, setup and CLI. lm.py loads models
+and speaks chat templates; rundir.py keeps run directories, logs, checkpoints and plots. The compute dtype is an
+explicit argument of every function that runs the model.
 
     python vpd.py --model Qwen2.5-0.5B --task code          # train
     python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,9 +32,9 @@ import torch.nn.functional as F
 
 import sandbox as sandbox_lib
 import tasks as tasks_lib
-from lm import (SHORT_NAMES, UserError, autocast, build_tiny, chat_ids, check_head, end_of_turn_ids,  # noqa: F401
-                load_model, resolve_model_name, stop_ids, strip_thinking)
-from rundir import log_metrics, make_run_dir, plot
+from lm import UserError, autocast, chat_ids, device_and_dtype, load_for_training, strip_thinking
+from rundir import (health_warnings, load_checkpoint, log_metrics, log_samples, make_run_dir, plot,
+                    restore_checkpoint, save_checkpoint)
 
 
 # ================================================================================================================
@@ -110,10 +107,9 @@ def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, in
 
 
 def tighten_factor(kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
-    """Adaptive trust region (§4, PPO-style, this project's reading of 'adaptive'): by how much to tighten the
-    E-step after it measured a per-token teacher-student KL of kl_value: rate when the KL overshoots target *
-    tolerance, 1 / rate when it undershoots target / tolerance, else 1. --e-adapt lr divides the E-step's
-    learning rate by it; --e-adapt beta multiplies beta_E by it (docs/algorithm.md §4 says why lr is the default)."""
+    """Adaptive trust region (§4, PPO-style; this project's reading of 'adaptive'): how much to tighten the E-step
+    after a per-token teacher-student KL of kl_value: rate above target * tolerance, 1 / rate below target /
+    tolerance, else 1. --e-adapt lr divides the E-step's lr by it, --e-adapt beta multiplies beta_E by it."""
     if kl_value > target * tolerance:
         return rate
     if kl_value < target / tolerance:
@@ -287,18 +283,14 @@ FEEDBACK_SOURCES = ("env", "sibling", "critique")
 def validate(cfg: Config) -> None:
     for ok, msg in [
         (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
-        (cfg.batch_prompts >= 1, "--batch-prompts must be >= 1"),
-        (cfg.steps >= 0, "--steps must be >= 0"),
-        (cfg.lr > 0, "--lr must be > 0"),
-        (cfg.e_lr is None or cfg.e_lr > 0, "--e-lr must be > 0"),
+        (cfg.batch_prompts >= 1 and cfg.steps >= 0, "--batch-prompts must be >= 1, --steps >= 0"),
+        (cfg.lr > 0 and (cfg.e_lr is None or cfg.e_lr > 0), "--lr and --e-lr must be > 0"),
         (0.0 <= cfg.alpha <= 1.0, "--alpha must be in [0, 1] (0 forward KL, 1 reverse KL)"),
         (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
-        (cfg.topk >= 1, "--topk must be >= 1"),
+        (cfg.topk >= 1 and cfg.max_new_tokens >= 1, "--topk and --max-new-tokens must be >= 1"),
         (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
         (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
-        (cfg.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
-        (cfg.e_beta > 0, "--e-beta must be > 0"),
-        (cfg.e_target_kl is None or cfg.e_target_kl > 0, "--e-target-kl must be > 0"),
+        (cfg.e_beta > 0 and (cfg.e_target_kl is None or cfg.e_target_kl > 0), "--e-beta and --e-target-kl must be > 0"),
         (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
         (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
         (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
@@ -313,11 +305,6 @@ def validate(cfg: Config) -> None:
 
 def feedback_sources(cfg: Config) -> list[str]:
     return [s.strip() for s in cfg.feedback.split(",") if s.strip()]
-
-
-def compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    """--dtype -> the autocast dtype: auto is bf16 on CUDA, fp32 elsewhere."""
-    return torch.bfloat16 if name == "bfloat16" or (name == "auto" and device.type == "cuda") else torch.float32
 
 
 # ================================================================================================================
@@ -353,10 +340,9 @@ def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
            eos: list[int], dtype: torch.dtype, cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
-    """n completions per prompt in one batched generate (prompts left-padded, every stop id ends a row), sampled
-    from the model's own distribution at `temperature` with nucleus `top_p` and nothing else (§6: on-policy).
-    Returns (completion ids up to the first stop id, decoded text without <think> blocks, truncated) per row,
-    prompt-major."""
+    """n completions per prompt in one batched generate, sampled from the model's own distribution at `temperature`
+    with nucleus `top_p` and nothing else (§6: on-policy). Returns (completion ids up to the first stop id, decoded
+    text without <think> blocks, truncated) per row, prompt-major."""
     from transformers import GenerationConfig
     device = next(model.parameters()).device
     ids, mask = pad_left(prompts, tok.pad_token_id, device)
@@ -474,10 +460,9 @@ def micro_batches(rows: list, size: int):
 
 
 def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: dict) -> torch.Tensor:
-    """backward() of loss = sum_c chunk_loss(h[:, c], c), for a loss that is a sum over completion positions: each
-    chunk's loss is backpropagated as soon as it is computed, into the LM head and a detached copy of h (its
-    [n, c, V] tensors are freed there), then the gathered dL/dh goes once through the backbone. Returns the loss,
-    detached; a NaN/inf loss is counted, not propagated (the optimizer step is then skipped)."""
+    """backward() of loss = sum_c chunk_loss(h[:, c], c): each chunk's loss is backpropagated at once into the LM head
+    and a detached copy of h (freeing its [n, c, V] tensors), then dL/dh goes once through the backbone. Returns the
+    loss, detached; a NaN/inf loss is counted in sums, not propagated (the optimizer step is then skipped)."""
     leaf = h.detach().requires_grad_()
     parts = []
     for c in chunks:
@@ -504,10 +489,9 @@ def entropy_sum(logits: torch.Tensor, mask: torch.Tensor, start: int) -> float:
 # M-step (§5): token-level distillation of the teacher into the student
 # ================================================================================================================
 def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> dict:
-    """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)).
-    The teacher pass runs without grad; the top-k support is the student's. The loss is a sum over completion
-    positions, so it is computed and backpropagated a chunk of positions at a time (backward_by_chunks). Returns
-    metrics."""
+    """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)); the teacher
+    runs without grad, the top-k support is the student's, and the loss goes a chunk of positions at a time
+    (backward_by_chunks). Returns metrics."""
     rows = [r for r in rollouts if r.teacher_ids is not None]
     total = sum(len(r.completion_ids) for r in rows)
     sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
@@ -573,11 +557,9 @@ class EState:
 
 def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: int, dtype) -> dict:
     """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
-    delta as in BCO: the running mean takes this E-step's implicit rewards in before the loss uses them, so pass 1
-    (no grad, log-probs chunk by chunk) measures r~ of every row. Pass 2 runs the teacher's backbone with grad and
+    Pass 1 (no grad) measures r~ of every row, so delta takes this E-step in before the loss uses it (BCO). Pass 2
     backpropagates sum_i g_i log q(y_i|x_i,C_i) by chunks, g_i = dL_E/d log q(y_i|...) at the pass-1 values: by the
-    chain rule this is dL_E/dtheta. Changes no state: the caller steps the optimizer, then stores delta and adapts
-    beta_E (EState.update)."""
+    chain rule, dL_E/dtheta. Changes no state: the caller steps the optimizer, then calls EState.update."""
     rows = [r for r in buffer if r.teacher_ids is not None]
     if not rows:
         return {}
@@ -633,9 +615,8 @@ class SignDescent(torch.optim.Optimizer):
 
 
 def e_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
-    """The E-step's own optimizer (§4): its moments never mix with the M-step's, so --e-lr sets the E-step's step
-    size. AdamW's two fp32 moments cost 8 bytes per parameter (about +4 GB for a 0.5B model), allocated at the first
-    E-step; sign descent keeps nothing."""
+    """The E-step's own optimizer (§4), so --e-lr sets the E-step's step size: AdamW's fp32 moments cost 8 bytes per
+    parameter (about +4 GB for a 0.5B model, allocated at the first E-step); sign descent keeps nothing."""
     lr = cfg.e_lr or cfg.lr
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if cfg.e_optimizer == "adamw" \
         else SignDescent(model.parameters(), lr)
@@ -699,9 +680,8 @@ def warmup(model, tok, task, cfg: Config, eos, dtype) -> float:
 # Evaluation: the student without feedback, the teacher with it
 # ================================================================================================================
 def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> dict:
-    """Student pass@1 / pass@n on held-out prompts (no feedback). Teacher success: for each prompt whose first
-    student sample got env feedback (the failures; in the toy every sample), one teacher answer with it in context.
-    Runs under its own RNG seed and restores the training RNG afterwards (resumed runs match)."""
+    """Student pass@1 / pass@n on held-out prompts (no feedback); teacher success: one teacher answer per prompt
+    whose first student sample got env feedback, with it in context. Own RNG seed; the training RNG is restored."""
     if not examples:
         return {}
     n, ok = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold
@@ -729,9 +709,8 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> 
 # The loop (§6)
 # ================================================================================================================
 def train(cfg: Config) -> str:
-    """The algorithm box: each step samples B x G rollouts, distils the teacher into the student (M-step; GRPO: policy
-    gradient), steps the optimizer and the SDPO EMA teacher; every F steps the E-step refines the teacher on the
-    buffered rollouts. Then log, evaluate, checkpoint. Returns the run directory."""
+    """The algorithm box: each step samples B x G rollouts and distils the teacher into the student (M-step; GRPO:
+    policy gradient); every F steps the E-step refines the teacher on the buffered rollouts. Returns the run dir."""
     run = setup(cfg)
     model, state, es, pad, dtype = run.model, run.state, run.es, run.pad, run.dtype
     if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
@@ -800,39 +779,17 @@ def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen:
             tqdm.write(f"warning (step {step}): {w}")
             run.warned.add(w)
     log_metrics(run.run_dir, m)
-    with open(os.path.join(run.run_dir, "samples.jsonl"), "a") as f:
-        for r in rollouts[:cfg.log_samples]:
-            f.write(json.dumps({"step": step, "prompt": run.tok.decode(r.prompt_ids), "completion": r.text,
-                                "reward": r.reward, "feedback": r.feedback, "teacher_prompt": r.teacher_prompt}) + "\n")
+    log_samples(run.run_dir, step, run.tok, rollouts[:cfg.log_samples])
     if step % cfg.save_every == 0 or step == cfg.steps:
         save_checkpoint(run)
 
 
-HEALTH = [("frac_context", 0.05, "fewer than 5% of rollouts have a teacher context: the M-step has almost nothing "
-                              "to learn from"),
-          ("student_entropy", 1e-3, "student entropy is ~0: the policy has collapsed to deterministic outputs"),
-          ("grad_norm", 1e-7, "gradient norm is ~0: nothing is being learned"),
-          ("completion_len", 1.5, "completions are ~1 token long")]
-
-
-def health_warnings(recent: list[dict]) -> list[str]:
-    """Signs of collapse over the last steps (pitfalls 5, 9), from HEALTH: a metric whose mean over the last >= 10
-    steps is below its floor (frac_context only where the last step logged one: not GRPO)."""
-    def mean(key):
-        vals = [m[key] for m in recent if isinstance(m.get(key), float) and math.isfinite(m[key])]
-        return sum(vals) / len(vals) if vals else float("nan")
-    return [msg for key, floor, msg in HEALTH
-            if len(recent) >= 10 and mean(key) < floor and (key != "frac_context" or key in recent[-1])]
-
-
 # ================================================================================================================
-# Plumbing: setup, checkpoints, CLI (model loading, chat templates: lm.py; run directories, learning curves: rundir.py)
+# Plumbing: setup and CLI (lm.py: model loading, chat templates; rundir.py: run directories, checkpoints, plots)
 # ================================================================================================================
 def setup(cfg: Config) -> SimpleNamespace:
-    """What the loop works on: task and data, device and compute dtype (`dtype`, from --dtype), model, stop ids, run
-    directory, trainer `state` (step, skipped steps, time, warm-up loss: checkpointed), the SDPO teacher and E-step
-    prior (copies or the model itself), the M-step's and E-step's optimizers, the E-step's `buffer` and `es`
-    (EState); a --resume run gets its checkpoint back."""
+    """What the loop works on: task, data, model, compute `dtype`, stop ids, run directory, the checkpointed `state`,
+    the SDPO teacher and E-step prior (copies or the model itself), both optimizers, the E-step's `buffer` and `es`."""
     validate(cfg)
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
     sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
@@ -840,22 +797,10 @@ def setup(cfg: Config) -> SimpleNamespace:
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
         raise UserError(f"task {cfg.task!r} has no training examples")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
-    dtype = compute_dtype(cfg.dtype, device)
-    if cfg.gen_cache == "static" and dtype != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
-        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
-                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
+    device, dtype = device_and_dtype(cfg.device, cfg.dtype, cfg.gen_cache)
     torch.manual_seed(cfg.seed)
-    model, tok = load_model(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg)
-    model.to(device)
-    if cfg.topk > model.config.vocab_size:
-        raise UserError(f"--topk {cfg.topk} exceeds the vocabulary ({model.config.vocab_size}); use a smaller k")
-    check_head(model, dtype)
-    if cfg.grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    eos = stop_ids(model, tok)
+    model, tok, eos = load_for_training(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg,
+                                        device, dtype)
     run_dir = make_run_dir(cfg, resume)
     state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_beta, cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
              "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
@@ -873,61 +818,10 @@ def setup(cfg: Config) -> SimpleNamespace:
         e_opt=e_optimizer(model, cfg) if cfg.algo == "vpd" else None, data_rng=random.Random(), recent=[], warned=set())
     if resume:
         restore_checkpoint(run, *resume)
-    else:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(cfg), f, indent=1)
-    st = run.state
-    run.data_rng.setstate(st["data_rng"])
-    run.buffer = [Rollout(**r) for r in st["buffer"]]   # rollouts since the last E-step
-    run.es = EState(**st["e"]) if "e" in st else EState(   # (checkpoints from before EState)
-        st["beta"], cfg.e_lr or cfg.lr, st["delta"] / st["beta"], st["delta_count"])
+    run.data_rng.setstate(run.state["data_rng"])
+    run.buffer = [Rollout(**r) for r in run.state["buffer"]]   # rollouts since the last E-step
+    run.es = EState(**run.state["e"])
     return run
-
-
-# ---- checkpoints: save_pretrained + trainer state, written atomically; --resume continues exactly ---------------
-def save_checkpoint(run) -> None:
-    run.state.update(data_rng=run.data_rng.getstate(), buffer=[dataclasses.asdict(r) for r in run.buffer],
-                     e=dataclasses.asdict(run.es))
-    tmp, final, old = (os.path.join(run.run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    run.model.save_pretrained(tmp)
-    run.tok.save_pretrained(tmp)
-    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
-        if m is not None:
-            m.save_pretrained(os.path.join(tmp, name))
-    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-           else None}
-    torch.save({"state": run.state, "optimizer": run.opt.state_dict(), "rng": rng,
-                "e_optimizer": run.e_opt.state_dict() if run.e_opt else None, "config": dataclasses.asdict(run.cfg)},
-               os.path.join(tmp, "trainer_state.pt"))
-    if os.path.exists(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(path: str) -> tuple[str, dict]:
-    """Returns (checkpoint dir, trainer state dict) from a run dir or its ckpt/ dir."""
-    ckpt = path if os.path.exists(os.path.join(path, "trainer_state.pt")) else os.path.join(path, "ckpt")
-    try:
-        return ckpt, torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"cannot resume from {path!r} ({type(e).__name__}): give a run directory written by "
-                        "vpd.py (it holds ckpt/trainer_state.pt)") from None
-
-
-def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
-    """Trainer state, optimizers, frozen / EMA copies and RNG from a checkpoint (the model was loaded from it)."""
-    run.state = saved["state"]
-    run.opt.load_state_dict(saved["optimizer"])
-    if run.e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
-        run.e_opt.load_state_dict(saved["e_optimizer"])
-    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
-        if m is not None:
-            m.load_state_dict(type(run.model).from_pretrained(os.path.join(ckpt, name)).state_dict())
-    torch.set_rng_state(saved["rng"]["torch"])
-    if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
 
 
 # ---- CLI --------------------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.abspath(_VPD_DIR))
 
 import torch  # noqa: E402
 
+import lm  # noqa: E402
 import vpd  # noqa: E402
 
 BIG_VOCAB = 151936
@@ -173,7 +174,7 @@ def build(preset: str, seed: int, device: torch.device, args):
     """A randomly initialised Qwen2 of the preset's shape and the tiny tokenizer (chat template, pad/eos ids);
     big-vocab presets feed random token ids < vocab."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    tiny_model, tok = vpd.build_tiny(seed)
+    tiny_model, tok = lm.build_tiny(seed)
     p = dict(PRESETS[preset])
     for k in ("hidden", "layers", "vocab"):
         if getattr(args, k, None):
@@ -294,7 +295,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     vocab = model.config.vocab_size
-    eos, pad = vpd.stop_ids(model, tok), tok.pad_token_id
+    eos, pad = lm.stop_ids(model, tok), tok.pad_token_id
     avoid = set(eos) | {pad, 0, 1, 2}
     micro = args.micro_batch[0]
     cfg = vpd.Config(algo=algo, batch_prompts=args.prompts, group_size=args.group_size,
@@ -401,7 +402,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
 def bench_generation(args, device, mem: Mem) -> None:
     model, tok = build(args.preset, args.seed, device, args)
     vocab = model.config.vocab_size
-    eos = vpd.stop_ids(model, tok)
+    eos = lm.stop_ids(model, tok)
     avoid = set(eos) | {tok.pad_token_id, 0, 1, 2}
     rng = random.Random(args.seed)
     ntok = args.prompts * args.group_size * args.new_tokens
