@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import re
 
@@ -179,3 +180,39 @@ def strip_thinking(text: str) -> str:
     if "<think>" not in text and "</think>" not in text:
         return text
     return re.sub(r"<think>.*?(?:</think>|$)", "", text, flags=re.S).rsplit("</think>", 1)[-1].lstrip()
+
+
+# ---- sampling inside generate -----------------------------------------------------------------------------------
+def nucleus_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """p = softmax(logits / temperature) with every token outside the top-p nucleus (the smallest set of the most
+    likely tokens whose mass reaches top_p) set to 0; not renormalised."""
+    p = (logits.float() / temperature).softmax(-1)
+    if top_p < 1.0:
+        sorted_p, order = p.sort(-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p >= top_p   # the mass before a token already reaches top_p
+        p = p.scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+    return p
+
+
+def inverse_cdf(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token index per row for uniforms u in [0, 1): the first i with cumsum(p)_i > u * sum(p), in fp64, so a token
+    of probability 0 is never drawn. Returns [n, 1]."""
+    c = p.double().cumsum(-1)
+    total = c[:, -1:]
+    return torch.searchsorted(c, torch.minimum(u.double()[:, None] * total, total.nextafter(torch.zeros_like(total))),
+                              right=True)
+
+
+class PolicySampler:
+    """A logits processor that draws the next token from nucleus_probs(scores, temperature, top_p) by inverse CDF
+    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy argmax takes
+    the draw. The distribution is do_sample's; the draw costs a cumsum and a binary search, where torch.multinomial
+    over a 152k vocabulary costs ~10x more on CPU (benchmarks/RESULTS.md §4)."""
+
+    def __init__(self, temperature: float, top_p: float):
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        p = nucleus_probs(scores, self.temperature, self.top_p)
+        drawn = inverse_cdf(p, torch.rand(p.shape[0], device=p.device))
+        return torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0)

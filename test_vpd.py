@@ -1114,28 +1114,27 @@ def _shipped_sampling_settings(model, tok):
     return model
 
 
-def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, eos):
-    """vpd.sample, with generate's own processed scores captured from the very call sample makes."""
-    orig, got = model.generate, {}
+def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, eos, monkeypatch):
+    """vpd.sample, with what its PolicySampler received at each step (generate's logits after every processor
+    generate added before it) and the distribution it drew from; both [rows, steps, V]."""
+    orig, got = lm.PolicySampler.__call__, {"scores": [], "probs": []}
 
-    def generate(**kw):
-        got["config"] = kw.get("generation_config")
-        out = orig(**kw, output_scores=True, return_dict_in_generate=True)
-        got["scores"] = out.scores
-        return out.sequences
-    model.generate = generate
+    def call(self, input_ids, scores):
+        got["scores"].append(scores.clone())
+        got["probs"].append(lm.nucleus_probs(scores, self.temperature, self.top_p))
+        return orig(self, input_ids, scores)
+    monkeypatch.setattr(lm.PolicySampler, "__call__", call)
     rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos, F32)
-    del model.generate
-    return rows, torch.stack(got["scores"], 1), got["config"]
+    return rows, torch.stack(got["scores"], 1), torch.stack(got["probs"], 1)
 
 
-def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scores(tiny):
+def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scores(tiny, monkeypatch):
     base, tok = tiny
     model = _shipped_sampling_settings(base, tok)
     pad, eos = tok.pad_token_id, lm.stop_ids(model, tok)
     prompts = [vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "a longer prompt: Q 3 4 = what now")]
     torch.manual_seed(0)
-    rows, scores, _ = _sample_with_scores(model, tok, prompts, 3, 6, 1.0, 1.0, eos)
+    rows, scores, _ = _sample_with_scores(model, tok, prompts, 3, 6, 1.0, 1.0, eos, monkeypatch)
     assert model.generation_config.repetition_penalty == 1.1            # the checkpoint's config is left as it was
     comp, mask = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
     with torch.no_grad():
@@ -1150,24 +1149,52 @@ def test_sampling_ignores_shipped_generation_config_logprobs_equal_generate_scor
     assert sum(len(c) for c, _, _ in rows) > 6
 
 
-def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny):
+def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny, monkeypatch):
     base, tok = tiny
     model = _shipped_sampling_settings(base, tok)
     pad, eos = tok.pad_token_id, lm.stop_ids(model, tok)
     prompts = [vpd.chat_ids(tok, "Q 1 2 =")]
     torch.manual_seed(1)
-    rows, scores, _ = _sample_with_scores(model, tok, prompts, 2, 3, 0.6, 0.95, eos)
+    rows, scores, probs = _sample_with_scores(model, tok, prompts, 2, 3, 0.6, 0.95, eos, monkeypatch)
     comp, _ = vpd.pad_right([c for c, _, _ in rows], pad, "cpu")
     with torch.no_grad():
         z = vpd.completion_logits(model, prompts * 2, comp, 0.6, pad, F32)[:, 0].double()   # first token: logits / 0.6
-    s = scores[:, 0].double()
     for i in range(2):
+        assert torch.allclose(scores[i, 0].double() / 0.6, z[i], atol=1e-4)   # the sampler got the raw logits
         p = z[i].softmax(-1)
         order = p.argsort(descending=True)
         keep = int((p[order].cumsum(0) < 0.95).sum()) + 1                # smallest nucleus with mass >= 0.95
-        kept = torch.isfinite(s[i])
+        kept = probs[i, 0] > 0
         assert int(kept.sum()) == keep and kept[order[:keep]].all()
-        assert torch.allclose(s[i][kept], z[i][kept], atol=1e-4)         # logits / T, nothing else
+        assert torch.allclose(probs[i, 0][kept].double(), p[kept], atol=1e-6)   # softmax(logits / T), nothing else
+        assert kept[comp[i, 0]]                                            # the drawn token is inside the nucleus
+
+
+def test_nucleus_probs_and_inverse_cdf_on_hand_made_cases():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    assert torch.allclose(lm.nucleus_probs(logits, 1.0, 0.8), torch.tensor([[0.5, 0.3, 0.0, 0.0]]))   # 0.5 + 0.3
+    assert torch.allclose(lm.nucleus_probs(logits, 1.0, 0.81), torch.tensor([[0.5, 0.3, 0.15, 0.0]]))
+    assert torch.allclose(lm.nucleus_probs(torch.tensor([[0.0, 2.0 * math.log(3.0)]]), 2.0, 1.0),
+                          torch.tensor([[0.25, 0.75]]))                  # softmax([0, log 3]) at temperature 2
+    p = torch.tensor([[0.125, 0.0, 0.5, 0.375, 0.0]])                     # cdf 0.125, 0.125, 0.625, 1, 1
+    u = torch.tensor([0.0, 0.0625, 0.125, 0.6, 0.625, 0.999999, 1.0 - 2 ** -53, 1.0], dtype=torch.float64)
+    assert lm.inverse_cdf(p.expand(8, -1), u)[:, 0].tolist() == [0, 0, 2, 2, 3, 3, 3, 3]   # never a 0-probability token
+    half = torch.tensor([[0.2, 0.0, 0.2, 0.0]])                          # unnormalised: u scales by the total 0.4
+    assert lm.inverse_cdf(half.expand(3, -1), torch.tensor([0.0, 0.49, 0.5]))[:, 0].tolist() == [0, 0, 2]
+
+
+def test_policy_sampler_draws_from_the_policy():
+    """200,000 draws of PolicySampler from a 5-token distribution: frequencies within 4 standard errors, greedy
+    argmax of its scores is the draw, and a token outside the nucleus is never drawn."""
+    torch.manual_seed(0)
+    want = torch.tensor([0.4, 0.25, 0.2, 0.1, 0.05])
+    scores = want.log().expand(200_000, -1).clone()
+    out = lm.PolicySampler(1.0, 1.0)(None, scores)
+    assert ((out == 0).sum(1) == 1).all() and torch.isinf(out).sum() == 200_000 * 4
+    freq = torch.bincount(out.argmax(1), minlength=5).double() / 200_000
+    assert ((freq - want.double()).abs() < 4 * (want * (1 - want) / 200_000).sqrt()).all(), freq
+    drawn = lm.PolicySampler(1.0, 0.6)(None, scores).argmax(1)             # nucleus {0.4, 0.25}
+    assert set(drawn.unique().tolist()) == {0, 1}
 
 
 # ================================================================================================================

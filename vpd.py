@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import sandbox as sandbox_lib
 import tasks as tasks_lib
-from lm import UserError, autocast, chat_ids, device_and_dtype, load_for_training, strip_thinking
+from lm import PolicySampler, UserError, autocast, chat_ids, device_and_dtype, load_for_training, strip_thinking
 from rundir import (health_warnings, load_checkpoint, log_metrics, log_samples, make_run_dir, plot,
                     restore_checkpoint, save_checkpoint)
 
@@ -343,21 +343,22 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
     """n completions per prompt in one batched generate, sampled from the model's own distribution at `temperature`
     with nucleus `top_p` and nothing else (§6: on-policy). Returns (completion ids up to the first stop id, decoded
     text without <think> blocks, truncated) per row, prompt-major."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
     device = next(model.parameters()).device
     ids, mask = pad_left(prompts, tok.pad_token_id, device)
     was_training = model.training
     model.eval()
     # Only what is asked for: generate fills every unset field from model.generation_config, and checkpoints ship
-    # repetition_penalty, top_k, min_p ... there. An empty one stands in for it during the call.
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
-                           top_k=0, top_p=top_p if temperature > 0 else 1.0, eos_token_id=eos,
+    # repetition_penalty, top_k, min_p ... there. An empty one stands in for it during the call. generate runs
+    # greedy; PolicySampler draws each token from the policy (temperature 0: greedy decoding).
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
                            pad_token_id=tok.pad_token_id, cache_implementation=None if cache == "dynamic" else cache)
+    draw = LogitsProcessorList([PolicySampler(temperature, top_p)] if temperature > 0 else [])
     saved, model.generation_config = model.generation_config, GenerationConfig()
     try:
         with autocast(device, dtype):
             out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                                 generation_config=gen)
+                                 generation_config=gen, logits_processor=draw)
     finally:
         model.generation_config = saved
         model.train(was_training)
