@@ -10,6 +10,7 @@ import os
 import re
 
 import torch
+import torch.nn.functional as F
 
 
 class UserError(Exception):
@@ -183,36 +184,45 @@ def strip_thinking(text: str) -> str:
 
 
 # ---- sampling inside generate -----------------------------------------------------------------------------------
-def nucleus_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """p = softmax(logits / temperature) with every token outside the top-p nucleus (the smallest set of the most
-    likely tokens whose mass reaches top_p) set to 0; not renormalised."""
-    p = (logits.float() / temperature).softmax(-1)
+def nucleus_weights(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """w proportional to softmax(logits / temperature), unnormalised (the largest weight is 1), with every token
+    outside the top-p nucleus (the smallest set of most likely tokens whose probability reaches top_p) set to 0."""
+    z = logits.float()
+    w = ((z - z.amax(-1, keepdim=True)) / temperature).exp_()
     if top_p < 1.0:
-        sorted_p, order = p.sort(-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p >= top_p   # the mass before a token already reaches top_p
-        p = p.scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
-    return p
+        sorted_w, order = w.sort(-1, descending=True)
+        outside = sorted_w.cumsum(-1) - sorted_w >= top_p * w.sum(-1, keepdim=True)   # mass before already >= top_p
+        w = w.scatter(-1, order, sorted_w.masked_fill(outside, 0.0))
+    return w
 
 
-def inverse_cdf(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Token index per row for uniforms u in [0, 1): the first i with cumsum(p)_i > u * sum(p), in fp64, so a token
-    of probability 0 is never drawn. Returns [n, 1]."""
-    c = p.double().cumsum(-1)
+def inverse_cdf(w: torch.Tensor, u: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """Token per row drawn with probability w_i / sum(w) (to fp32 rounding of the block sums), from uniforms u in
+    [0, 1): the first i whose cumulative weight exceeds u * sum(w). Two levels, so no [n, V] cumulative sum is made:
+    the cumulative sums of blocks of `block` tokens pick the block, the cumulative sum inside that one block picks
+    the token (cumulative sums in fp64). A token of weight 0 is never drawn. Returns [n, 1]."""
+    n, V = w.shape
+    blocks = F.pad(w, (0, -V % block)).view(n, -1, block)
+    c = F.pad(blocks.sum(-1).double().cumsum(-1), (1, 0))              # [n, 1 + blocks]: weight before each block
     total = c[:, -1:]
-    return torch.searchsorted(c, torch.minimum(u.double()[:, None] * total, total.nextafter(torch.zeros_like(total))),
-                              right=True)
+    target = torch.minimum(u.double()[:, None] * total, total.nextafter(torch.zeros_like(total)))
+    b = (torch.searchsorted(c, target, right=True) - 1).clamp_(0, blocks.shape[1] - 1)   # c[b] <= target < c[b+1]
+    inside = blocks[torch.arange(n, device=w.device), b[:, 0]]          # [n, block], the chosen block
+    cum = inside.double().cumsum(-1) + c.gather(1, b)
+    last = block - 1 - (inside > 0).flip(-1).int().argmax(-1, keepdim=True)   # its last token of weight > 0
+    return b * block + torch.minimum(torch.searchsorted(cum, target, right=True), last)
 
 
 class PolicySampler:
-    """A logits processor that draws the next token from nucleus_probs(scores, temperature, top_p) by inverse CDF
-    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy argmax takes
-    the draw. The distribution is do_sample's; the draw costs a cumsum and a binary search, where torch.multinomial
-    over a 152k vocabulary costs ~10x more on CPU (benchmarks/RESULTS.md §4)."""
+    """A logits processor that draws the next token from nucleus_weights(scores, temperature, top_p) by inverse CDF
+    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy
+    argmax takes the draw. The distribution is do_sample's; torch.multinomial, which it replaces, dominated a CPU
+    decode step at a 152k vocabulary (benchmarks/RESULTS.md §4)."""
 
     def __init__(self, temperature: float, top_p: float):
         self.temperature, self.top_p = temperature, top_p
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        p = nucleus_probs(scores, self.temperature, self.top_p)
-        drawn = inverse_cdf(p, torch.rand(p.shape[0], device=p.device))
+        w = nucleus_weights(scores, self.temperature, self.top_p)
+        drawn = inverse_cdf(w, torch.rand(w.shape[0], device=w.device))
         return torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0)

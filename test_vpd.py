@@ -1121,7 +1121,8 @@ def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, 
 
     def call(self, input_ids, scores):
         got["scores"].append(scores.clone())
-        got["probs"].append(lm.nucleus_probs(scores, self.temperature, self.top_p))
+        w, full = (lm.nucleus_weights(scores, self.temperature, p) for p in (self.top_p, 1.0))
+        got["probs"].append(w / full.sum(-1, keepdim=True))                 # softmax, 0 outside the nucleus
         return orig(self, input_ids, scores)
     monkeypatch.setattr(lm.PolicySampler, "__call__", call)
     rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos, F32)
@@ -1171,16 +1172,20 @@ def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny, monkeypatch):
 
 
 def test_nucleus_probs_and_inverse_cdf_on_hand_made_cases():
-    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
-    assert torch.allclose(lm.nucleus_probs(logits, 1.0, 0.8), torch.tensor([[0.5, 0.3, 0.0, 0.0]]))   # 0.5 + 0.3
-    assert torch.allclose(lm.nucleus_probs(logits, 1.0, 0.81), torch.tensor([[0.5, 0.3, 0.15, 0.0]]))
-    assert torch.allclose(lm.nucleus_probs(torch.tensor([[0.0, 2.0 * math.log(3.0)]]), 2.0, 1.0),
-                          torch.tensor([[0.25, 0.75]]))                  # softmax([0, log 3]) at temperature 2
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log() + 7.0          # weights relative to the largest
+    assert torch.allclose(lm.nucleus_weights(logits, 1.0, 0.8), torch.tensor([[1.0, 0.6, 0.0, 0.0]]))   # 0.5 + 0.3
+    assert torch.allclose(lm.nucleus_weights(logits, 1.0, 0.81), torch.tensor([[1.0, 0.6, 0.3, 0.0]]))
+    assert torch.allclose(lm.nucleus_weights(torch.tensor([[0.0, 2.0 * math.log(3.0)]]), 2.0, 1.0),
+                          torch.tensor([[1 / 3, 1.0]]))                  # softmax([0, log 3]) at temperature 2: 1:3
     p = torch.tensor([[0.125, 0.0, 0.5, 0.375, 0.0]])                     # cdf 0.125, 0.125, 0.625, 1, 1
     u = torch.tensor([0.0, 0.0625, 0.125, 0.6, 0.625, 0.999999, 1.0 - 2 ** -53, 1.0], dtype=torch.float64)
     assert lm.inverse_cdf(p.expand(8, -1), u)[:, 0].tolist() == [0, 0, 2, 2, 3, 3, 3, 3]   # never a 0-probability token
     half = torch.tensor([[0.2, 0.0, 0.2, 0.0]])                          # unnormalised: u scales by the total 0.4
     assert lm.inverse_cdf(half.expand(3, -1), torch.tensor([0.0, 0.49, 0.5]))[:, 0].tolist() == [0, 0, 2]
+    w = torch.zeros(2, 10)                                               # across blocks of 4: 0-3, 4-7, 8-9 (padded)
+    w[:, [1, 5, 6, 8]] = torch.tensor([0.25, 0.25, 0.25, 0.25])
+    for u, want in [(0.0, 1), (0.2499, 1), (0.25, 5), (0.5, 6), (0.75, 8), (1.0, 8)]:
+        assert lm.inverse_cdf(w, torch.tensor([u, u], dtype=torch.float64), block=4)[:, 0].tolist() == [want] * 2
 
 
 def test_policy_sampler_draws_from_the_policy():
