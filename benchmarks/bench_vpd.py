@@ -475,7 +475,9 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda but no CUDA GPU is visible")
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.compute_dtype = lm.device_and_dtype(str(device), args.dtype, "dynamic")[1]
+    # --dtype as vpd.py reads it (auto: bf16 on CUDA), here so that --vpd-path can point at older code
+    bf16 = args.dtype == "bfloat16" or (args.dtype == "auto" and device.type == "cuda")
+    args.compute_dtype = torch.bfloat16 if bf16 else torch.float32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# bench_vpd: torch {torch.__version__}, {name}; argv: {' '.join(sys.argv[1:])}")
     mem = Mem(device, args.rss_interval_ms)
