@@ -1508,7 +1508,7 @@ def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
     outs = [f"<think>\nit is {wrong}\n</think>\n\n{right}", f"<think>\nsurely {right}\n</think>\n\n{wrong}"] * 2
     ids = [tok(o, add_special_tokens=False)["input_ids"] + [eos[0]] for o in outs]
 
-    def fake_generate(input_ids, attention_mask, generation_config):
+    def fake_generate(input_ids, attention_mask, generation_config, **kw):
         return torch.cat([input_ids, vpd.pad_right(ids, tok.pad_token_id, "cpu")[0]], 1)
     monkeypatch.setattr(model, "generate", fake_generate)
     cfg = vpd.Config(model="tiny", task="toy", group_size=4, feedback="env,sibling")
