@@ -215,9 +215,9 @@ def inverse_cdf(w: torch.Tensor, u: torch.Tensor, block: int = 1024) -> torch.Te
 
 class PolicySampler:
     """A logits processor that draws the next token from nucleus_weights(scores, temperature, top_p) by inverse CDF
-    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy
-    argmax takes the draw. The distribution is do_sample's; torch.multinomial, which it replaces, dominated a CPU
-    decode step at a 152k vocabulary (benchmarks/RESULTS.md §4)."""
+    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy argmax takes
+    the draw. The distribution is do_sample's; torch.multinomial, which it replaces, dominated a CPU decode step at
+    a 152k vocabulary (benchmarks/RESULTS.md, sections 0a and 4)."""
 
     def __init__(self, temperature: float, top_p: float):
         self.temperature, self.top_p = temperature, top_p

@@ -291,7 +291,7 @@ def validate(cfg: Config) -> None:
         (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
         (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
         (cfg.e_beta > 0 and (cfg.e_target_kl is None or cfg.e_target_kl > 0), "--e-beta and --e-target-kl must be > 0"),
-        (0 < cfg.ema_tau <= 1, "--ema-tau must be in (0, 1]"),
+        (0 < cfg.ema_tau <= 1 and 0 < cfg.eval_top_p <= 1, "--ema-tau and --eval-top-p must be in (0, 1]"),
         (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
         (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
         (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
