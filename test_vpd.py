@@ -1172,7 +1172,7 @@ def test_eval_sampling_uses_only_eval_temperature_and_top_p(tiny, monkeypatch):
         assert kept[comp[i, 0]]                                            # the drawn token is inside the nucleus
 
 
-def test_nucleus_probs_and_inverse_cdf_on_hand_made_cases():
+def test_nucleus_weights_and_inverse_cdf_on_hand_made_cases():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log() + 7.0          # weights relative to the largest
     assert torch.allclose(lm.nucleus_weights(logits, 1.0, 0.8), torch.tensor([[1.0, 0.6, 0.0, 0.0]]))   # 0.5 + 0.3
     assert torch.allclose(lm.nucleus_weights(logits, 1.0, 0.81), torch.tensor([[1.0, 0.6, 0.3, 0.0]]))
