@@ -1539,8 +1539,8 @@ def test_e_optimizer_has_its_own_state_and_lr():
     model = torch.nn.Module()
     model.w = w
     cfg = vpd.Config(model="tiny", lr=0.1, e_lr=0.01)
-    opt, e_opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.0), vpd.e_optimizer(model, cfg)
-    state = {"skipped": 0, "step": 0}
+    opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.0)
+    e_opt, state = vpd.e_optimizer(model, cfg, opt), {"skipped": 0, "step": 0}
     for _ in range(3):                                                  # M-steps: gradient along coordinate 0
         w.grad = t64([1.0, 0.0])
         vpd.optimizer_step(model, opt, cfg.lr, 10.0, 0, state)
@@ -1548,12 +1548,34 @@ def test_e_optimizer_has_its_own_state_and_lr():
     w.grad = t64([0.0, -0.5])                                           # E-step: gradient along coordinate 1
     vpd.optimizer_step(model, e_opt, cfg.e_lr, 10.0, 0, state)
     assert (w.detach() - before).tolist() == pytest.approx([0.0, 0.01], abs=1e-9)
-    sign = vpd.e_optimizer(model, dataclasses.replace(cfg, e_optimizer="sign"))
+    sign = vpd.e_optimizer(model, dataclasses.replace(cfg, e_optimizer="sign"), opt)
     w.grad = t64([0.0, 3.0])
     before = w.detach().clone()
     vpd.optimizer_step(model, sign, cfg.e_lr, 10.0, 0, state)          # sign descent: exactly -e_lr * sign(g)
     assert (w.detach() - before).tolist() == pytest.approx([0.0, -0.01], abs=1e-12)
     assert sign.state_dict()["state"] == {}
+
+
+def test_m_precond_divides_by_the_m_steps_second_moment_and_keeps_no_state():
+    """--e-optimizer m-precond: theta -= e_lr * g / max(sqrt(v_hat), |g|), v_hat the M-step AdamW's bias-corrected
+    second moment. Hand-made v_hat = [4, 0, 1] and g = [1, -0.5, 2]: denominators [2, 0.5, 2], so the update is
+    -0.1 * [0.5, -1, 1]; the M-step's state is read, never written."""
+    w = torch.nn.Parameter(t64([1.0, 2.0, 3.0]))
+    model = torch.nn.Module()
+    model.w = w
+    opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.0)
+    opt.state[w] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros(3, dtype=D),
+                    "exp_avg_sq": t64([4.0, 0.0, 1.0]) * (1 - 0.999)}   # bias correction at step 1: / (1 - 0.999)
+    m_state = {k: v.clone() for k, v in opt.state[w].items()}
+    e_opt = vpd.e_optimizer(model, vpd.Config(model="tiny", lr=1.0, e_lr=0.1, e_optimizer="m-precond"), opt)
+    w.grad = t64([1.0, -0.5, 2.0])
+    vpd.optimizer_step(model, e_opt, 0.1, 10.0, 0, {"skipped": 0, "step": 0})
+    assert w.detach().tolist() == pytest.approx([0.95, 2.1, 2.9], abs=1e-12)
+    assert all(torch.equal(opt.state[w][k], m_state[k]) for k in m_state) and e_opt.state_dict()["state"] == {}
+    fresh = torch.nn.Parameter(t64([0.0, 0.0]))   # no M-step state yet (v = 0): sign descent
+    fresh.grad = t64([-3.0, 0.2])
+    vpd.StatelessDescent([fresh], 0.1, torch.optim.AdamW([fresh])).step()
+    assert fresh.detach().tolist() == pytest.approx([0.1, -0.1], abs=1e-12)
 
 
 def test_first_e_step_delta_is_its_own_mean_reward(tiny):
@@ -1598,8 +1620,8 @@ def _m_e_loop(beta, n, target=None, adapt="lr", e_lr=1e-3, target_from=0):
     task, pad = tasks.get_task("toy"), tok.pad_token_id
     rows = _toy_rows(tok, task, task.load("train")[:16])
     cfg = vpd.Config(model="tiny", task="toy", e_beta=beta, e_adapt=adapt, micro_batch=64, support="full", lr=1e-3)
-    opt, e_opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0), vpd.e_optimizer(model, cfg)
-    state, es = {"skipped": 0, "step": 0}, vpd.EState(beta, e_lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    e_opt, state, es = vpd.e_optimizer(model, cfg, opt), {"skipped": 0, "step": 0}, vpd.EState(beta, e_lr)
     kls, knobs = [], []
     for i in range(n):
         cfg.e_target_kl = target if i >= target_from else None

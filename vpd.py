@@ -247,7 +247,8 @@ class Config:
     e_adapt: str = arg("lr", "what --e-target-kl adapts: the E-step's lr, or beta_E", choices=["lr", "beta"])
     e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
     e_lr: float = arg(None, "learning rate of the E-step's own optimizer (default: --lr)", type=float)
-    e_optimizer: str = arg("adamw", "the E-step's own optimizer: adamw or sign (no state)", choices=["adamw", "sign"])
+    e_optimizer: str = arg("adamw", "the E-step's own optimizer: adamw, or m-precond / sign (no state)",
+                           choices=["adamw", "m-precond", "sign"])
     e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
     # baselines (§7)
     teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"])
@@ -601,26 +602,35 @@ def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: in
             "nonfinite": sums["nonfinite"]}
 
 
-class SignDescent(torch.optim.Optimizer):
-    """theta <- theta - lr * sign(g): Adam's first step from zero moments, with no state kept (--e-optimizer sign)."""
+class StatelessDescent(torch.optim.Optimizer):
+    """theta <- theta - lr * g / max(sqrt(v), |g|) elementwise, keeping no state. v = the M-step AdamW's
+    bias-corrected second moment of theta, read and never written (--e-optimizer m-precond): the E-step moves in the
+    M-step's units, a coordinate moving e_lr at most. Without m_opt v = 0: sign descent (--e-optimizer sign)."""
 
-    def __init__(self, params, lr: float):
+    def __init__(self, params, lr: float, m_opt: torch.optim.Optimizer | None = None):
         super().__init__(params, {"lr": lr})
+        self.m_opt = m_opt
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad.sign(), alpha=-group["lr"])
+                st, g = (self.m_opt.state.get(p, {}) if self.m_opt else {}), p.grad
+                if g is None:
+                    continue
+                v = st["exp_avg_sq"] / (1 - self.m_opt.defaults["betas"][1] ** float(st["step"])) \
+                    if "exp_avg_sq" in st else torch.zeros_like(g)
+                p.addcdiv_(g, torch.maximum(v.sqrt(), g.abs()).clamp_min(1e-30), value=-group["lr"])
 
 
-def e_optimizer(model, cfg: Config) -> torch.optim.Optimizer:
-    """The E-step's own optimizer (§4), so --e-lr sets the E-step's step size: AdamW's fp32 moments cost 8 bytes per
-    parameter (about +4 GB for a 0.5B model, allocated at the first E-step); sign descent keeps nothing."""
+def e_optimizer(model, cfg: Config, m_opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The E-step's own optimizer (§4), so --e-lr sets the E-step's step size and the M-step's momentum never enters
+    it: AdamW (fp32 moments, 8 bytes per parameter: about +4 GB for a 0.5B model, allocated at the first E-step),
+    or a StatelessDescent that keeps nothing (m-precond, sign)."""
     lr = cfg.e_lr or cfg.lr
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if cfg.e_optimizer == "adamw" \
-        else SignDescent(model.parameters(), lr)
+    if cfg.e_optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    return StatelessDescent(model.parameters(), lr, m_opt if cfg.e_optimizer == "m-precond" else None)
 
 
 # ================================================================================================================
@@ -810,13 +820,14 @@ def setup(cfg: Config) -> SimpleNamespace:
     frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
     teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None   # SDPO's EMA / base teacher
     prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None   # --e-prior initial
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     run = SimpleNamespace(
         cfg=cfg, model=model, tok=tok, task=task, train_set=train_set, eval_set=test_set[:cfg.eval_prompts], eos=eos,
         pad=tok.pad_token_id, dtype=dtype, run_dir=run_dir, state=state, teacher_copy=teacher_copy,
         prior_copy=prior_copy, teacher=model if teacher_copy is None else teacher_copy,   # VPD, SDPO-live: the model
         prior=model if prior_copy is None else prior_copy,                                # dynamic prior: the student
-        opt=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0),
-        e_opt=e_optimizer(model, cfg) if cfg.algo == "vpd" else None, data_rng=random.Random(), recent=[], warned=set())
+        opt=opt, e_opt=e_optimizer(model, cfg, opt) if cfg.algo == "vpd" else None, data_rng=random.Random(),
+        recent=[], warned=set())
     if resume:
         restore_checkpoint(run, *resume)
     run.data_rng.setstate(run.state["data_rng"])
