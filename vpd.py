@@ -270,7 +270,7 @@ class Config:
 PRESETS = {  # task-specific defaults; anything given on the command line wins
     "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, support="full", max_new_tokens=4, batch_prompts=16, group_size=8,
                 feedback="env", warmup_steps=200, steps=200, eval_every=10, eval_prompts=20, save_every=1000,
-                micro_batch=32, e_buffer="last"),
+                micro_batch=32, e_buffer="last", e_optimizer="m-precond", e_lr=3e-4),
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
