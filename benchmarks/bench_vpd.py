@@ -288,6 +288,18 @@ def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, p
 # ================================================================================================================
 # Benchmarks
 # ================================================================================================================
+def e_optimizer(vpd, model, cfg, opt):
+    """The E-step's own optimizer, built as vpd.py's training loop builds it (a --vpd-path older than it: the
+    M-step's AdamW, which that code shared)."""
+    make = getattr(vpd, "e_optimizer", None)
+    if make is None:
+        return opt
+    try:
+        return make(model, cfg, opt)
+    except TypeError:       # vpd.py before m-precond: e_optimizer(model, cfg)
+        return make(model, cfg)
+
+
 def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -300,7 +312,8 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     micro = args.micro_batch[0]
     cfg = vpd.Config(algo=algo, batch_prompts=args.prompts, group_size=args.group_size,
                      max_new_tokens=args.new_tokens, micro_batch=micro, temperature=1.0,
-                     **({"logit_chunk": args.logit_chunk} if args.logit_chunk else {}))
+                     **({"logit_chunk": args.logit_chunk} if args.logit_chunk else {}),
+                     **({"e_optimizer": args.e_optimizer} if args.e_optimizer else {}))
     nseq = args.prompts * args.group_size
     ntok = nseq * args.new_tokens
     teacher_copy = (copy.deepcopy(model).eval().requires_grad_(False) if algo == "sdpo" and args.sdpo_teacher == "ema"
@@ -309,6 +322,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
     state = {"step": 0, "skipped": 0, "beta": cfg.e_beta, "delta": 0.0, "delta_count": 0}
     e_state = vpd.EState(cfg.e_beta, cfg.lr) if hasattr(vpd, "EState") else state   # (older vpd.py: a dict)
+    e_opt = e_optimizer(vpd, model, cfg, opt)
     ph = Phases(mem, device)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"\n## {args.preset} / {algo}: {nparams / 1e6:.1f}M params, vocab {vocab}, {args.prompts} prompts x "
@@ -348,7 +362,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
                 e = vpd.e_step(model, model, rollouts, cfg, e_state, pad, args.compute_dtype)
             with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
-                vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
+                vpd.optimizer_step(model, e_opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:
             for key in ("seconds", "cpu"):
                 step_s = sum(r[key] for r in ph.rows if not r["name"].startswith("E-step"))
@@ -458,6 +472,8 @@ def main(argv=None) -> int:
     p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "
                    "the student's own weights")
     p.add_argument("--logit-chunk", type=int, help="vpd.Config.logit_chunk (default: vpd.py's)")
+    p.add_argument("--e-optimizer", choices=["adamw", "m-precond", "sign"],
+                   help="vpd.Config.e_optimizer (default: vpd.py's)")
     p.add_argument("--vpd-path", help="directory of the vpd.py to benchmark (default: this checkout's)")
     p.add_argument("--skip-generation", action="store_true", help="random completions instead of vpd.sample "
                    "(the generation phase is then not measured)")
