@@ -149,8 +149,11 @@ def stop_ids(model, tok) -> list[int]:
 
 
 def end_of_turn_ids(tok) -> list[int]:
-    """The added tokens that the chat template puts right after an assistant message (ChatML <|im_end|>, Llama-3
-    <|eot_id|>, Gemma <end_of_turn>): render a conversation whose assistant text is known and read what follows it."""
+    """The token(s) that end an assistant turn in the chat template (ChatML <|im_end|>, Llama-3 <|eot_id|>, Gemma
+    <end_of_turn>): render a conversation whose assistant text is known and read the added tokens that follow it.
+    Of those only the special ones count; if none is special, only the first. An added token that merely follows
+    the end of turn is not one: Gemma's GGUF tokenizer has "\n" as an added, non-special token right after
+    <end_of_turn>, and stopping on it would cut every rollout at its first line break."""
     probe = "Probe answer 417."
     try:
         text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
@@ -159,8 +162,10 @@ def end_of_turn_ids(tok) -> list[int]:
         return []
     if probe not in text:
         return []
+    added = tok.added_tokens_decoder
     after = tok(text.rsplit(probe, 1)[1].lstrip(), add_special_tokens=False)["input_ids"]
-    return list(itertools.takewhile(set(tok.added_tokens_decoder).__contains__, after))
+    run = list(itertools.takewhile(added.__contains__, after))
+    return [i for i in run if added[i].special] or run[:1]
 
 
 def chat_ids(tok, user_text: str, system: str | None = None, thinking: bool = False) -> list[int]:

@@ -85,7 +85,7 @@ def save_checkpoint(run) -> None:
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
            else None}
     torch.save({"state": run.state, "optimizer": run.opt.state_dict(), "rng": rng,
-                "e_optimizer": run.e_opt.state_dict() if run.e_opt else None, "config": dataclasses.asdict(run.cfg)},
+                "e_optimizer": run.e_opt.state_dict() if run.e_opt not in (None, run.opt) else None, "config": dataclasses.asdict(run.cfg)},
                os.path.join(tmp, "trainer_state.pt"))
     if os.path.exists(final):
         os.replace(final, old)
@@ -105,6 +105,13 @@ def load_checkpoint(path: str) -> tuple[str, dict]:
     if "e" not in st:   # written before the E-step state was one object (vpd.EState): beta, delta, delta_count
         st["e"] = {"beta": st["beta"], "lr": c.get("e_lr") or c["lr"], "ratio_mean": st["delta"] / st["beta"],
                    "count": st["delta_count"]}
+    for gone in ("e_target_kl", "e_adapt"):   # settings of the teacher-student KL controller, now the trust region
+        c.pop(gone, None)
+    if c.get("e_optimizer") == "sign":
+        c["e_optimizer"] = "m-precond"       # sign descent was m-precond without the M-step's moments
+    if "ratio_mean" in st["e"]:   # before delta was weighted by rollouts: one weight per E-step
+        e = st["e"]
+        st["e"] = {"lr": e["lr"], "delta_sum": e["beta"] * e["ratio_mean"] * e["count"], "delta_n": e["count"]}
     return ckpt, saved
 
 
@@ -112,7 +119,7 @@ def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
     """Trainer state, optimizers, frozen / EMA copies and RNG from a checkpoint (the model was loaded from it)."""
     run.state = saved["state"]
     run.opt.load_state_dict(saved["optimizer"])
-    if run.e_opt is not None and saved.get("e_optimizer"):   # (checkpoints from before it had none)
+    if run.e_opt not in (None, run.opt) and saved.get("e_optimizer"):   # (checkpoints from before it had none)
         run.e_opt.load_state_dict(saved["e_optimizer"])
     for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
         if m is not None:

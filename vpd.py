@@ -100,21 +100,22 @@ def bco_loss(logq: torch.Tensor, logp: torch.Tensor, success: torch.Tensor, beta
     return loss, r.detach()
 
 
-def update_delta(delta: float, count: int, batch_mean: float) -> tuple[float, int]:
-    """delta = running mean of the E-steps' batch means, the current E-step's included (BCO: the mean takes the
-    batch in before the loss uses it, so delta != 0 from the first E-step on)."""
-    return delta + (batch_mean - delta) / (count + 1), count + 1
+def delta_update(total: float, count: float, rewards: torch.Tensor) -> tuple[float, float]:
+    """BCO's shift delta = total / count, the running mean of r~ weighted by rollouts: a micro-batch's r~ are taken
+    in *before* its loss uses delta (as TRL's BCO does per batch), so no extra pass is needed."""
+    return total + rewards.sum().item(), count + rewards.numel()
 
 
-def tighten_factor(kl_value: float, target: float, tolerance: float = 1.5, rate: float = 1.5) -> float:
-    """Adaptive trust region (§4, PPO-style; this project's reading of 'adaptive'): how much to tighten the E-step
-    after a per-token teacher-student KL of kl_value: rate above target * tolerance, 1 / rate below target /
-    tolerance, else 1. --e-adapt lr divides the E-step's lr by it, --e-adapt beta multiplies beta_E by it."""
-    if kl_value > target * tolerance:
-        return rate
-    if kl_value < target / tolerance:
-        return 1.0 / rate
-    return 1.0
+def next_e_lr(lr: float, move: float, target: float, scale: float, bounds: tuple[float, float],
+              rate: float = 1.5) -> float:
+    """The trust region's controller (§4): after an E-step whose update was kept at `scale` of its full size (the
+    line search) and moved the teacher by `move` per token, the next E-step's lr is
+    clip(lr * scale / f, *bounds), f = rate above 1.5 x target, 1 / rate below target / 1.5, else 1. A reading that
+    is not finite leaves lr as it is."""
+    if not (math.isfinite(move) and math.isfinite(scale)):
+        return lr
+    f = rate if move > 1.5 * target else 1 / rate if move < target / 1.5 else 1.0
+    return min(max(lr * scale / f, bounds[0]), bounds[1])
 
 
 def kl_k3(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -243,12 +244,13 @@ class Config:
     # E-step (§4)
     e_every: int = arg(5, "F: E-step every F M-steps")
     e_beta: float = arg(0.1, "beta_E of the BCO implicit reward")
-    e_target_kl: float = arg(None, "adaptive trust region: per-token teacher-student KL target", type=float)
-    e_adapt: str = arg("lr", "what --e-target-kl adapts: the E-step's lr, or beta_E", choices=["lr", "beta"])
+    e_target_move: float = arg(0.01, "trust region: per-token KL(teacher before || after) an E-step aims at; "
+                               "an update moving it over 2x this is halved")
+    e_delta_decay: float = arg(0.5, "BCO's delta: weight of the earlier E-steps' rollouts, per E-step")
     e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
-    e_lr: float = arg(None, "learning rate of the E-step's own optimizer (default: --lr)", type=float)
-    e_optimizer: str = arg("adamw", "the E-step's own optimizer: adamw, or m-precond / sign (no state)",
-                           choices=["adamw", "m-precond", "sign"])
+    e_lr: float = arg(None, "the E-step's initial learning rate (default: --lr); the trust region adapts it", type=float)
+    e_optimizer: str = arg("shared", "the E-step's optimizer: the M-step's AdamW (shared), its own AdamW, or "
+                           "m-precond (no state)", choices=["shared", "adamw", "m-precond"])
     e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
     # baselines (§7)
     teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"])
@@ -270,7 +272,7 @@ class Config:
 PRESETS = {  # task-specific defaults; anything given on the command line wins
     "toy": dict(model="tiny", lr=1e-4, e_beta=1.0, support="full", max_new_tokens=4, batch_prompts=16, group_size=8,
                 feedback="env", warmup_steps=200, steps=200, eval_every=10, eval_prompts=20, save_every=1000,
-                micro_batch=32, e_buffer="last", e_optimizer="m-precond", e_lr=3e-4),
+                micro_batch=32, e_buffer="last"),
     "code": dict(lr=1e-6, topk=20, max_new_tokens=512),
     "science": dict(lr=1e-5, topk=100, max_new_tokens=256),
     "math": dict(lr=1e-6, topk=20, max_new_tokens=256),
@@ -291,7 +293,8 @@ def validate(cfg: Config) -> None:
         (cfg.topk >= 1 and cfg.max_new_tokens >= 1, "--topk and --max-new-tokens must be >= 1"),
         (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
         (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
-        (cfg.e_beta > 0 and (cfg.e_target_kl is None or cfg.e_target_kl > 0), "--e-beta and --e-target-kl must be > 0"),
+        (cfg.e_beta > 0 and cfg.e_target_move > 0, "--e-beta and --e-target-move must be > 0"),
+        (0 <= cfg.e_delta_decay <= 1, "--e-delta-decay must be in [0, 1] (1: every E-step counts alike)"),
         (0 < cfg.ema_tau <= 1 and 0 < cfg.eval_top_p <= 1, "--ema-tau and --eval-top-p must be in (0, 1]"),
         (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
         (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
@@ -322,6 +325,7 @@ class Rollout:
     feedback: str = ""               # the text the teacher reads (env feedback or critique)
     teacher_ids: list[int] | None = None   # chat-wrapped teacher prompt [x, C]; None = masked out
     teacher_prompt: str | None = None
+    borrowed_ids: list[int] | None = None  # a lone success's E-step context: a failed group-mate's feedback (§4)
 
 
 def pad_left(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,6 +398,11 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype) -> lis
             r.teacher_prompt = teacher_text(task.prompt(examples[g]), sib, fb, cfg.feedback_max_chars)
             if r.teacher_prompt is not None:
                 r.teacher_ids = chat_ids(tok, r.teacher_prompt, task.system, cfg.thinking)
+        fb = next((r.feedback for r in group if not r.success and r.feedback), "")
+        for r in group:   # BCO needs successes in feedback contexts too (§4): a lone success borrows one
+            if cfg.algo == "vpd" and r.success and r.teacher_ids is None and fb:
+                r.borrowed_ids = chat_ids(tok, teacher_text(task.prompt(examples[g]), None, fb,
+                                                            cfg.feedback_max_chars), task.system, cfg.thinking)
     return rollouts
 
 
@@ -538,76 +547,150 @@ def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, 
 # ================================================================================================================
 @dataclass
 class EState:
-    """What the E-step carries from one E-step to the next (§4)."""
-    beta: float               # beta_E (adapted with --e-adapt beta)
-    lr: float                 # the E-step's learning rate (adapted with --e-adapt lr)
-    ratio_mean: float = 0.0   # running mean of log q - log pi over the E-steps so far: delta = beta * ratio_mean
-    count: int = 0            # E-steps so far
-
-    def update(self, metrics: dict, cfg: Config) -> None:
-        """After an E-step's update: keep its running mean (this E-step's rollouts included), adapt the trust region."""
-        if "E/ratio_mean" not in metrics:
-            return
-        self.ratio_mean, self.count = metrics["E/ratio_mean"], self.count + 1
-        if cfg.e_target_kl is not None:
-            f = tighten_factor(metrics["E/teacher_student_kl"], cfg.e_target_kl)
-            if cfg.e_adapt == "lr":
-                self.lr /= f
-            else:
-                self.beta *= f
+    """What the E-step carries from one E-step to the next (§4): the trust region's lr and BCO's running delta."""
+    lr: float                 # the E-step's learning rate, set by the trust region's controller (next_e_lr)
+    delta_sum: float = 0.0    # sum of r~ and number of rollouts behind delta = delta_sum / delta_n, both multiplied
+    delta_n: float = 0.0      # by --e-delta-decay at every E-step, so old E-steps fade
 
 
-def e_step(model, prior, buffer: list[Rollout], cfg: Config, es: EState, pad: int, dtype) -> dict:
-    """Backpropagates L_E on the buffered rollouts with a teacher context; gradient only through log q(y|x,C).
-    Pass 1 (no grad) measures r~ of every row, so delta takes this E-step in before the loss uses it (BCO). Pass 2
-    backpropagates sum_i g_i log q(y_i|x_i,C_i) by chunks, g_i = dL_E/d log q(y_i|...) at the pass-1 values: by the
-    chain rule, dL_E/dtheta. Changes no state: the caller steps the optimizer, then calls EState.update."""
-    rows = [r for r in buffer if r.teacher_ids is not None]
-    if not rows:
-        return {}
-    device, beta, T, chunk = next(model.parameters()).device, es.beta, cfg.temperature, cfg.logit_chunk
-    logq, logp, kls, ntok = [], [], 0.0, 0
-    with torch.no_grad():   # pass 1: r~ of every row at the current weights
-        for mb in micro_batches(rows, cfg.micro_batch):
-            comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
-            h_q = completion_hidden(model, [r.teacher_ids for r in mb], comp, pad, dtype)
-            h_p = completion_hidden(prior, [r.prompt_ids for r in mb], comp, pad, dtype)
-            logq_t = completion_logprobs(model, h_q, comp, T, chunk, dtype)
-            logp_t = completion_logprobs(prior, h_p, comp, T, chunk, dtype)
-            logq.append((logq_t * mask).sum(1))
-            logp.append((logp_t * mask).sum(1))
-            kls += (kl_k3(logp_t, logq_t) * mask).sum().item()
-            ntok += int(mask.sum())
-    logq_all, logp_all = torch.cat(logq).requires_grad_(), torch.cat(logp)
-    succ = torch.tensor([float(r.success) for r in rows], device=device)
-    ratio = logq_all.detach() - logp_all              # log q - log pi per rollout: r~ = beta * ratio
-    ratio_mean = update_delta(es.ratio_mean, es.count, ratio.mean().item())[0]
-    delta = beta * ratio_mean   # = the running mean of r~ while beta_E is fixed; stays right when beta_E adapts
-    loss, r_all = bco_loss(logq_all, logp_all, succ, beta, delta)
-    g_all = torch.autograd.grad(loss, logq_all)[0]     # dL_E / d log q(y_i|x_i,C_i), one number per rollout
-    sums, done = {"loss": 0.0, "nonfinite": 0 if torch.isfinite(loss) else 1}, 0
-    for mb in micro_batches(rows if torch.isfinite(loss) else [], cfg.micro_batch):   # pass 2: the gradient
-        comp, mask = pad_right([r.completion_ids for r in mb], pad, device)
-        g = g_all[done:done + len(mb)]
-        done += len(mb)
+E_LINE_SEARCH = 5             # a rejected update is halved up to 5 times (1/32 of its size), then dropped
+E_LR_BOUNDS = (1e-3, 1e2)     # the controller keeps the E-step's lr within these multiples of --e-lr
+
+
+def e_rows(buffer: list[Rollout]) -> list[tuple[Rollout, list[int]]]:
+    """The E-step's data (§4): each buffered rollout with its teacher context, a lone success with the context it
+    borrowed from a failed group-mate (Rollout.borrowed_ids); rollouts with neither are left out."""
+    return [(r, r.teacher_ids or r.borrowed_ids) for r in buffer if r.teacher_ids or r.borrowed_ids]
+
+
+def e_gradient(model, prior, rows, cfg: Config, delta: list, pad: int, dtype) -> dict:
+    """Backpropagates L_E = mean_i BCO(r~_i - delta) over `rows`, a micro-batch at a time; the gradient flows only
+    through log q(y|x,C). Per micro-batch: the teacher's backbone with grad, its LM head per chunk of positions
+    without grad (log q, and the support log-probs the trust region compares against), the prior without grad;
+    delta takes in the micro-batch's r~; then g_i = dL_E/dlog q_i goes back through the head by chunks and once
+    through the backbone. `delta` = [sum, n] is updated in place. Returns log q, log pi per row, the reference
+    support log-probs, and sums."""
+    device, T, chunk, beta = next(model.parameters()).device, cfg.temperature, cfg.logit_chunk, cfg.e_beta
+    logq, logp, ref, sums = [], [], [], {"loss": 0.0, "nonfinite": 0, "k3": 0.0, "ntok": 0}
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, device)
+        chunks = position_chunks(*comp.shape, vocab_size(model), chunk)
+        h_q = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
+        with torch.no_grad():
+            logp_t = completion_logprobs(prior, completion_hidden(prior, [r.prompt_ids for r, _ in mb], comp, pad,
+                                                                  dtype), comp, T, chunk, dtype)
+            parts = []
+            for c in chunks:
+                z = head_logits(model, h_q[:, c].detach(), T, dtype)
+                parts.append(token_logprobs(z, comp[:, c]))
+                idx = z.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
+                ref.append((idx, support_logprobs(z, idx, cfg.tail)))
+            logq_t = torch.cat(parts, 1)
+        lq, lp = (logq_t * mask).sum(1), (logp_t * mask).sum(1)
+        logq.append(lq)
+        logp.append(lp)
+        sums["k3"] += (kl_k3(logp_t, logq_t) * mask).sum().item()
+        sums["ntok"] += int(mask.sum())
+        if not torch.isfinite(cfg.e_beta * (lq - lp)).all():
+            sums["nonfinite"] += 1
+            continue
+        delta[:] = delta_update(*delta, beta * (lq - lp))
+        leaf = lq.clone().requires_grad_()
+        succ = torch.tensor([float(r.success) for r, _ in mb], device=device)
+        loss = bco_loss(leaf, lp, succ, beta, delta[0] / delta[1])[0] * len(mb) / len(rows)
+        g = torch.autograd.grad(loss, leaf)[0]
 
         def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
             return (g[:, None] * token_logprobs(head_logits(model, h_c, T, dtype), comp[:, c]) * mask[:, c]).sum()
-        backward_by_chunks(completion_hidden(model, [r.teacher_ids for r in mb], comp, pad, dtype), chunk_loss,
-                           position_chunks(*comp.shape, vocab_size(model), chunk), sums)
-    s_all = succ.bool()
-    margin = (r_all[s_all].mean() - r_all[~s_all].mean()).item() if s_all.any() and (~s_all).any() else float("nan")
-    return {"E/loss": loss.item(), "E/reward_margin": margin, "E/reward_mean": r_all.mean().item(), "E/delta": delta,
-            "E/ratio_mean": ratio_mean, "E/teacher_student_kl": kls / max(ntok, 1), "E/rollouts": len(rows),
-            "nonfinite": sums["nonfinite"]}
+        backward_by_chunks(h_q, chunk_loss, chunks, sums)
+    return {"logq": torch.cat(logq), "logp": torch.cat(logp), "ref": ref, **sums}
 
 
-class StatelessDescent(torch.optim.Optimizer):
-    """theta <- theta - lr * g / max(sqrt(v), |g|) elementwise, keeping no state. v = the M-step AdamW's
-    bias-corrected second moment of theta, read and never written (--e-optimizer m-precond): the E-step moves in the
-    M-step's units, a coordinate moving e_lr at most. Without m_opt v = 0: sign descent (--e-optimizer sign)."""
+@torch.no_grad()
+def teacher_move(model, rows, ref: list, cfg: Config, pad: int, dtype) -> tuple[float, torch.Tensor]:
+    """The trust region's reading (§4): per-token KL(q_before || q_now) of the teacher on the rows' own contexts,
+    exact over the M-step's support (the before-teacher's top-k + tail bucket, or the full vocabulary), averaged
+    over completion tokens; and log q_now(y|x,C) per row."""
+    device, T = next(model.parameters()).device, cfg.temperature
+    move, ntok, logq, refs = 0.0, 0, [], iter(ref)
+    for mb in micro_batches(rows, cfg.micro_batch):
+        comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, device)
+        h = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
+        parts = []
+        for c in position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk):
+            z = head_logits(model, h[:, c], T, dtype)
+            idx, before = next(refs)
+            move += (kl(before, support_logprobs(z, idx, cfg.tail)) * mask[:, c]).sum().item()
+            parts.append(token_logprobs(z, comp[:, c]))
+        logq.append((torch.cat(parts, 1) * mask).sum(1))
+        ntok += int(mask.sum())
+    return move / max(ntok, 1), torch.cat(logq)
 
-    def __init__(self, params, lr: float, m_opt: torch.optim.Optimizer | None = None):
+
+def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pad: int, dtype) -> dict:
+    """One E-step (§4) with its trust region. Skipped (E/skipped = 1) unless the buffer holds successes *and*
+    failures with a context: BCO on one class alone only pushes that class's likelihood down or up. Otherwise:
+    backpropagate L_E (e_gradient), step `opt` at es.lr, then a line search keeps the update only if the teacher
+    moved at most 2 x --e-target-move per token (teacher_move) and L_E did not rise; else the update is halved, up
+    to E_LINE_SEARCH times, then dropped. The controller sets the next lr (next_e_lr); delta is kept. A non-finite
+    loss or reading changes nothing: not the weights, not delta, not the lr."""
+    rows = e_rows(buffer)
+    succ = torch.tensor([float(r.success) for r, _ in rows])
+    out = {"E/rollouts": len(rows), "E/successes": int(succ.sum()), "E/lr": es.lr, "E/skipped": 1,
+           "E/borrowed": sum(r.teacher_ids is None for r, _ in rows)}
+    if not 0 < succ.sum() < len(rows):
+        return out
+    opt.zero_grad(set_to_none=True)
+    delta = [es.delta_sum * cfg.e_delta_decay, es.delta_n * cfg.e_delta_decay]
+    g = e_gradient(model, prior, rows, cfg, delta, pad, dtype)
+    succ, beta, d = succ.to(g["logq"].device), cfg.e_beta, delta[0] / max(delta[1], 1e-30)
+    loss_before = bco_loss(g["logq"], g["logp"], succ, beta, d)[0].item()
+    r = beta * (g["logq"] - g["logp"])
+    out.update({"E/loss": loss_before, "E/delta": d, "E/reward_mean": r.mean().item(),
+                "E/reward_margin": (r[succ == 1].mean() - r[succ == 0].mean()).item(),
+                "E/teacher_student_kl": g["k3"] / max(g["ntok"], 1)})
+    params = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item() if params else 0.0
+    out["E/grad_norm"] = grad_norm
+    if g["nonfinite"] or not math.isfinite(loss_before) or not math.isfinite(grad_norm) or not params:
+        opt.zero_grad(set_to_none=True)
+        return out
+    step = [p.detach().clone() for p in params]          # theta_before, then the update theta_after - theta_before
+    for group in opt.param_groups:
+        group["lr"] = es.lr
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for s, p in zip(step, params):
+            s.sub_(p).neg_()
+    scale, limit = 1.0, 2 * cfg.e_target_move
+    for _ in range(E_LINE_SEARCH + 1):
+        move, logq = teacher_move(model, rows, g["ref"], cfg, pad, dtype)
+        loss_after = bco_loss(logq, g["logp"], succ, beta, d)[0].item()
+        if math.isfinite(move) and move <= limit and loss_after <= loss_before:
+            break
+        with torch.no_grad():   # halve the update: theta = theta_before + scale/2 * step
+            for s, p in zip(step, params):
+                p.sub_(s, alpha=scale / 2)
+        scale /= 2
+    else:                       # still outside after E_LINE_SEARCH halvings: back to theta_before
+        with torch.no_grad():
+            for s, p in zip(step, params):
+                p.sub_(s, alpha=scale)
+        scale = 0.0
+    lo, hi = E_LR_BOUNDS[0] * (cfg.e_lr or cfg.lr), E_LR_BOUNDS[1] * (cfg.e_lr or cfg.lr)
+    es.lr = next_e_lr(es.lr, move, cfg.e_target_move, scale or 2.0 ** -E_LINE_SEARCH, (lo, hi))
+    es.delta_sum, es.delta_n = delta
+    out.update({"E/skipped": 0, "E/teacher_move": move if scale else 0.0, "E/step_scale": scale,
+                "E/loss_after": loss_after if scale else loss_before})
+    return out
+
+
+class MPrecond(torch.optim.Optimizer):
+    """--e-optimizer m-precond: theta <- theta - lr * g / max(sqrt(v), |g|) elementwise, keeping no state; v = the
+    M-step AdamW's bias-corrected second moment of theta, read and never written (0 where it has none)."""
+
+    def __init__(self, params, lr: float, m_opt: torch.optim.Optimizer):
         super().__init__(params, {"lr": lr})
         self.m_opt = m_opt
 
@@ -615,7 +698,7 @@ class StatelessDescent(torch.optim.Optimizer):
     def step(self):
         for group in self.param_groups:
             for p in group["params"]:
-                st, g = (self.m_opt.state.get(p, {}) if self.m_opt else {}), p.grad
+                st, g = self.m_opt.state.get(p, {}), p.grad
                 if g is None:
                     continue
                 v = st["exp_avg_sq"] / (1 - self.m_opt.defaults["betas"][1] ** float(st["step"])) \
@@ -624,13 +707,15 @@ class StatelessDescent(torch.optim.Optimizer):
 
 
 def e_optimizer(model, cfg: Config, m_opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """The E-step's own optimizer (§4), so --e-lr sets the E-step's step size and the M-step's momentum never enters
-    it: AdamW (fp32 moments, 8 bytes per parameter: about +4 GB for a 0.5B model, allocated at the first E-step),
-    or a StatelessDescent that keeps nothing (m-precond, sign)."""
+    """The E-step's optimizer (§4, reconstructed): `shared`, the M-step's AdamW itself (one optimizer for both
+    losses, as in SDPO's trainer; no extra memory); `adamw`, an AdamW of its own (its moments never mix with the
+    M-step's: 8 bytes per parameter, about +4 GB for a 0.5B model); or `m-precond` (MPrecond, no state)."""
     lr = cfg.e_lr or cfg.lr
+    if cfg.e_optimizer == "shared":
+        return m_opt
     if cfg.e_optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    return StatelessDescent(model.parameters(), lr, m_opt if cfg.e_optimizer == "m-precond" else None)
+    return MPrecond(model.parameters(), lr, m_opt)
 
 
 # ================================================================================================================
@@ -748,14 +833,8 @@ def train(cfg: Config) -> str:
             run.buffer = run.buffer + rollouts if cfg.e_buffer == "all" else rollouts
         if cfg.algo == "vpd" and step % cfg.e_every == 0:
             t_e = time.time()
-            run.e_opt.zero_grad(set_to_none=True)
-            e = e_step(model, run.prior, run.buffer, cfg, es, pad, dtype)
-            if e:
-                e_update = optimizer_step(model, run.e_opt, es.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
-                e.update({f"E/{k}": v for k, v in e_update.items()})
-                es.update(e, cfg)
-            m.update(e, **{"E/delta": es.beta * es.ratio_mean, "E/beta": es.beta, "E/lr": es.lr,
-                           "E/seconds": time.time() - t_e})
+            m.update(e_step(model, run.prior, run.e_opt, run.buffer, cfg, es, pad, dtype))
+            m["E/seconds"] = time.time() - t_e
             run.buffer = []
         # ---- metrics, evaluation, checkpoint ------------------------------------------------------------------
         end_step(run, step, m, rollouts, time.time() - t0, t_gen)
@@ -813,7 +892,7 @@ def setup(cfg: Config) -> SimpleNamespace:
     model, tok, eos = load_for_training(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg,
                                         device, dtype)
     run_dir = make_run_dir(cfg, resume)
-    state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_beta, cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
+    state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
              "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
     if not resume and cfg.warmup_steps:
         state["warmup_loss"] = warmup(model, tok, task, cfg, eos, dtype)
