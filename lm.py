@@ -222,12 +222,150 @@ class PolicySampler:
     """A logits processor that draws the next token from nucleus_weights(scores, temperature, top_p) by inverse CDF
     and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy argmax takes
     the draw. The distribution is do_sample's; torch.multinomial, which it replaces, dominated a CPU decode step at
-    a 152k vocabulary (benchmarks/RESULTS.md, sections 0a and 4)."""
+    a 152k vocabulary (benchmarks/RESULTS.md, sections 0a and 4). Row i's uniforms come from its own generator
+    (`seeds[i]`), so a rollout does not depend on which rows share its batch, or which rank samples it."""
 
-    def __init__(self, temperature: float, top_p: float):
+    def __init__(self, temperature: float, top_p: float, seeds: list[int]):
         self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         w = nucleus_weights(scores, self.temperature, self.top_p)
-        drawn = inverse_cdf(w, torch.rand(w.shape[0], device=w.device))
+        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(w.device)
+        drawn = inverse_cdf(w, u)
         return torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0)
+
+
+def row_seed(*key: int) -> int:
+    """A 63-bit seed from integers (run seed, step, prompt index, ...): the same in every process."""
+    x = 0x9E3779B97F4A7C15
+    for k in key:
+        x = ((x ^ (k & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x >> 1
+
+
+# ---- more than one process: torchrun, FSDP2 or replicated weights ------------------------------------------------
+def init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) joins the process group: NCCL on GPUs, gloo on CPU, one
+    GPU per local rank. Without torchrun: (0, 1) and nothing happens."""
+    import torch.distributed as dist
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 or dist.is_initialized():
+        return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    gpu = torch.cuda.is_available() and device != "cpu"
+    if gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if gpu else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def world() -> int:
+    import torch.distributed as dist
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def all_sum(values: list[float], device=None) -> list[float]:
+    """Element-wise sum over ranks (the values themselves in one process)."""
+    import torch.distributed as dist
+    if world() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device or _comm_device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_max(value: int) -> int:
+    import torch.distributed as dist
+    if world() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def all_gather_list(items: list) -> list:
+    """The concatenation of every rank's list, in rank order (the list itself in one process)."""
+    import torch.distributed as dist
+    if world() == 1:
+        return list(items)
+    out = [None] * world()
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+def _comm_device():
+    import torch.distributed as dist
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _decoder_states(self, **kw):
+    return self.get_decoder()(**kw).last_hidden_state
+
+
+def decoder_states(model, **kw) -> torch.Tensor:
+    """The decoder's final hidden states (no LM head). A model sharded with FSDP2 runs them through its root's
+    `decoder_states` method, registered as a forward method, so that the root's parameters (embeddings, final norm,
+    the tied LM head) are gathered and stay gathered for the LM head applied afterwards."""
+    own = getattr(model, "decoder_states", None)
+    return own(**kw) if own is not None else _decoder_states(model, **kw)
+
+
+def shard(model, mode: str) -> None:
+    """--dist fsdp: FSDP2 fully_shard on each decoder layer, then on the root (parameters, gradients and optimizer
+    state sharded over the ranks). --dist ddp: weights replicated; optimizer_step all-reduces the gradients."""
+    if mode != "fsdp" or world() == 1:
+        return
+    import types
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    for layer in model.get_decoder().layers:
+        fully_shard(layer)
+    fully_shard(model)
+    model.decoder_states = types.MethodType(_decoder_states, model)
+    register_fsdp_forward_method(model, "decoder_states")
+
+
+def average_gradients(model) -> None:
+    """--dist ddp: every gradient becomes its mean over the ranks (FSDP2 does this in its reduce-scatter)."""
+    import torch.distributed as dist
+    if world() == 1 or _is_sharded(model):
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world()
+
+
+def _is_sharded(model) -> bool:
+    return getattr(model, "decoder_states", None) is not None
+
+
+def full_state(model, opt=None) -> tuple[dict | None, dict | None]:
+    """(model state dict, optimizer state dict), whole and on the CPU, keyed by parameter names, whatever the world
+    size (a collective under FSDP2: every rank calls it). Optimizer state keyed by names loads at any world size."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    sd = get_model_state_dict(model, options=opts) if _is_sharded(model) else None
+    osd = get_optimizer_state_dict(model, opt, options=opts) if opt is not None else None
+    return sd, osd
+
+
+def load_optimizer_state(model, opt, saved: dict) -> None:
+    """Loads a state dict written by full_state (names as keys) at any world size; an older one (integer keys, one
+    process) with opt.load_state_dict."""
+    params = [p for g in saved.get("param_groups", []) for p in g["params"]]
+    if params and isinstance(params[0], int):
+        opt.load_state_dict(saved)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    set_optimizer_state_dict(model, opt, saved, options=StateDictOptions(full_state_dict=True))
+
+
+def rank() -> int:
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_sharded(model) -> bool:
+    return _is_sharded(model)

@@ -13,12 +13,27 @@ import time
 
 import torch
 
+import lm
 from lm import UserError
 
 
 def make_run_dir(cfg, resume: tuple[str, dict] | None) -> str:
     """runs/<task>-<algo>-<time>, or --output-dir, with the run's config.json; a resumed run's own directory, its
-    logs cut back to the checkpoint (lines logged after it, by a crash, are dropped: those steps run again)."""
+    logs cut back to the checkpoint (lines logged after it, by a crash, are dropped: those steps run again). Under
+    torchrun rank 0 makes it and every rank gets its name."""
+    error = None
+    if lm.rank() == 0:
+        try:
+            run_dir = _make_run_dir(cfg, resume)
+        except UserError as e:
+            run_dir, error = None, str(e)
+    run_dir, error = lm.all_gather_list([(run_dir, error)] if lm.rank() == 0 else [])[0]
+    if error:
+        raise UserError(error)
+    return run_dir
+
+
+def _make_run_dir(cfg, resume: tuple[str, dict] | None) -> str:
     if resume:
         run_dir = os.path.dirname(os.path.abspath(resume[0]))
         for name in ("metrics.jsonl", "samples.jsonl"):
@@ -71,26 +86,32 @@ def health_warnings(recent: list[dict]) -> list[str]:
 
 def save_checkpoint(run) -> None:
     """run_dir/ckpt, written atomically: the model and tokenizer (save_pretrained), the SDPO teacher and E-step prior
-    copies, and trainer_state.pt (trainer state, both optimizers, RNG, config), so that --resume continues exactly.
-    `run` is the namespace vpd.setup builds."""
-    run.state.update(data_rng=run.data_rng.getstate(), buffer=[dataclasses.asdict(r) for r in run.buffer],
-                     e=dataclasses.asdict(run.es))
-    tmp, final, old = (os.path.join(run.run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    run.model.save_pretrained(tmp)
-    run.tok.save_pretrained(tmp)
-    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
-        if m is not None:
-            m.save_pretrained(os.path.join(tmp, name))
-    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-           else None}
-    torch.save({"state": run.state, "optimizer": run.opt.state_dict(), "rng": rng,
-                "e_optimizer": run.e_opt.state_dict() if run.e_opt not in (None, run.opt) else None, "config": dataclasses.asdict(run.cfg)},
-               os.path.join(tmp, "trainer_state.pt"))
-    if os.path.exists(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    copies, and trainer_state.pt (trainer state, both optimizers keyed by parameter names, RNG, config), so that
+    --resume continues exactly. Whole tensors, gathered from the ranks under torchrun: a run resumes at any world
+    size. `run` is the namespace vpd.setup builds."""
+    sd, osd = lm.full_state(run.model, run.opt)              # collectives first: every rank takes part
+    e_osd = lm.full_state(run.model, run.e_opt)[1] if run.e_opt not in (None, run.opt) else None
+    copies = {name: lm.full_state(m)[0] for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy))
+              if m is not None}
+    buffer = lm.all_gather_list([dataclasses.asdict(r) for r in run.buffer])
+    if lm.rank() == 0:
+        run.state.update(data_rng=run.data_rng.getstate(), buffer=buffer, e=dataclasses.asdict(run.es))
+        tmp, final, old = (os.path.join(run.run_dir, d) for d in ("ckpt.tmp", "ckpt", "ckpt.old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        run.model.save_pretrained(tmp, **({"state_dict": sd} if sd is not None else {}))
+        run.tok.save_pretrained(tmp)
+        for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+            if m is not None:
+                m.save_pretrained(os.path.join(tmp, name), **({"state_dict": copies[name]} if copies[name] else {}))
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+               else None}
+        torch.save({"state": run.state, "optimizer": osd, "rng": rng, "e_optimizer": e_osd,
+                    "config": dataclasses.asdict(run.cfg)}, os.path.join(tmp, "trainer_state.pt"))
+        if os.path.exists(final):
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    lm.all_gather_list([])                                   # a barrier: no rank goes on before the files are there
 
 
 def load_checkpoint(path: str) -> tuple[str, dict]:
@@ -115,15 +136,22 @@ def load_checkpoint(path: str) -> tuple[str, dict]:
     return ckpt, saved
 
 
-def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
-    """Trainer state, optimizers, frozen / EMA copies and RNG from a checkpoint (the model was loaded from it)."""
-    run.state = saved["state"]
-    run.opt.load_state_dict(saved["optimizer"])
-    if run.e_opt not in (None, run.opt) and saved.get("e_optimizer"):   # (checkpoints from before it had none)
-        run.e_opt.load_state_dict(saved["e_optimizer"])
-    for name, m in (("teacher", run.teacher_copy), ("prior", run.prior_copy)):
+def restore_copies(ckpt: str, model, teacher_copy, prior_copy) -> None:
+    """The SDPO teacher and E-step prior copies from a checkpoint, before they are sharded."""
+    for name, m in (("teacher", teacher_copy), ("prior", prior_copy)):
         if m is not None:
-            m.load_state_dict(type(run.model).from_pretrained(os.path.join(ckpt, name)).state_dict())
+            m.load_state_dict(type(model).from_pretrained(os.path.join(ckpt, name)).state_dict())
+
+
+def restore_checkpoint(run, ckpt: str, saved: dict) -> None:
+    """Trainer state, optimizers and RNG from a checkpoint (the model and the copies were loaded from it). The buffered
+    rollouts are shared out again over the ranks, whatever their number when they were saved."""
+    run.state = saved["state"]
+    buffer = run.state["buffer"]
+    run.state["buffer"] = buffer[lm.rank() * len(buffer) // lm.world():(lm.rank() + 1) * len(buffer) // lm.world()]
+    lm.load_optimizer_state(run.model, run.opt, saved["optimizer"])
+    if run.e_opt not in (None, run.opt) and saved.get("e_optimizer"):   # (checkpoints from before it had none)
+        lm.load_optimizer_state(run.model, run.e_opt, saved["e_optimizer"])
     torch.set_rng_state(saved["rng"]["torch"])
     if saved["rng"]["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["rng"]["cuda"])

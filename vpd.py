@@ -32,9 +32,11 @@ import torch.nn.functional as F
 
 import sandbox as sandbox_lib
 import tasks as tasks_lib
-from lm import PolicySampler, UserError, autocast, chat_ids, device_and_dtype, load_for_training, strip_thinking
+import lm
+from lm import (PolicySampler, UserError, all_max, all_sum, autocast, chat_ids, device_and_dtype, load_for_training,
+                row_seed, strip_thinking)
 from rundir import (health_warnings, load_checkpoint, log_metrics, log_samples, make_run_dir, plot,
-                    restore_checkpoint, save_checkpoint)
+                    restore_checkpoint, restore_copies, save_checkpoint)
 
 
 # ================================================================================================================
@@ -218,7 +220,10 @@ class Config:
     device: str = arg("auto", "auto | cpu | cuda | cuda:N")
     dtype: str = arg("auto", "compute dtype: auto = bf16 on CUDA, else fp32", choices=["auto", "float32", "bfloat16"])
     output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    resume: str = arg(None, "continue this run directory; only --steps --device --unsafe-sandbox may change", type=str)
+    dist: str = arg("fsdp", "under torchrun: FSDP2 (weights, gradients, optimizer state sharded) or ddp (replicated)",
+                    choices=["fsdp", "ddp"])
+    resume: str = arg(None, "continue this run directory; only --steps --device --dist --unsafe-sandbox may change",
+                     type=str)
     # sampling (§6)
     batch_prompts: int = arg(4, "B: prompts per step")
     group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
@@ -344,10 +349,12 @@ def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float, top_p: float,
-           eos: list[int], dtype: torch.dtype, cache: str = "dynamic") -> list[tuple[list[int], str, bool]]:
+           eos: list[int], dtype: torch.dtype, seeds: list[int], cache: str = "dynamic"
+           ) -> list[tuple[list[int], str, bool]]:
     """n completions per prompt in one batched generate, sampled from the model's own distribution at `temperature`
-    with nucleus `top_p` and nothing else (§6: on-policy). Returns (completion ids up to the first stop id, decoded
-    text without <think> blocks, truncated) per row, prompt-major."""
+    with nucleus `top_p` and nothing else (§6: on-policy); completion j of prompt i draws from its own random stream,
+    seeded by (seeds[i], j), so it is the same whatever else is in the batch and whichever rank samples it. Returns
+    (completion ids up to the first stop id, decoded text without <think> blocks, truncated) per row, prompt-major."""
     from transformers import GenerationConfig, LogitsProcessorList
     device = next(model.parameters()).device
     ids, mask = pad_left(prompts, tok.pad_token_id, device)
@@ -358,12 +365,13 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
     # greedy; PolicySampler draws each token from the policy (temperature 0: greedy decoding).
     gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
                            pad_token_id=tok.pad_token_id, cache_implementation=None if cache == "dynamic" else cache)
-    draw = LogitsProcessorList([PolicySampler(temperature, top_p)] if temperature > 0 else [])
+    draw = LogitsProcessorList([PolicySampler(temperature, top_p, [row_seed(s, j) for s in seeds for j in range(n)])]
+                               if temperature > 0 else [])
     saved, model.generation_config = model.generation_config, GenerationConfig()
     try:
         with autocast(device, dtype):
             out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                                 generation_config=gen, logits_processor=draw)
+                                 generation_config=gen, logits_processor=draw, synced_gpus=lm.is_sharded(model))
     finally:
         model.generation_config = saved
         model.train(was_training)
@@ -373,11 +381,12 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
     return [(c, strip_thinking(tok.decode(c, skip_special_tokens=True)), t) for c, t in zip(rows, truncated.tolist())]
 
 
-def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype) -> list[Rollout]:
-    """B prompts x G rollouts from the student, scored by the task; teacher contexts attached unless GRPO."""
+def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype, seeds: list[int]) -> list[Rollout]:
+    """G rollouts of each prompt (random streams seeded per prompt: `seeds`) from the student, scored by the task;
+    teacher contexts attached unless GRPO."""
     prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
     samples = sample(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature, 1.0, eos, dtype,
-                     cfg.gen_cache)
+                     seeds, cfg.gen_cache)
     exs = [ex for ex in examples for _ in range(cfg.group_size)]
     scores = task.score_batch(exs, [s[1] for s in samples])
     rollouts = [Rollout(prompts[i // cfg.group_size], c, text, trunc, sc.reward, sc.reward >= cfg.success_threshold,
@@ -386,7 +395,7 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype) -> lis
         return rollouts
     sources = feedback_sources(cfg)
     if "critique" in sources:
-        add_critiques(model, tok, task, exs, rollouts, cfg, eos, dtype)
+        add_critiques(model, tok, task, exs, rollouts, cfg, eos, dtype, [row_seed(s, 1) for s in seeds])
     elif "env" not in sources:
         for r in rollouts:
             r.feedback = ""
@@ -406,9 +415,9 @@ def collect_rollouts(model, tok, task, examples, cfg: Config, eos, dtype) -> lis
     return rollouts
 
 
-def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, eos, dtype) -> None:
+def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, eos, dtype, seeds: list[int]) -> None:
     """Self-critique source (§1): the model critiques each failed attempt, given the env feedback (or the task's
-    reference explanation); the critique replaces the feedback text of that rollout."""
+    reference explanation); the critique replaces the feedback text of that rollout. seeds: one per prompt."""
     failed = [i for i, r in enumerate(rollouts) if not r.success]
     for r in rollouts:
         if r.success:
@@ -419,7 +428,8 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
         prompt=task.prompt(exs[i]), attempt=cap(rollouts[i].text, cfg.feedback_max_chars),
         feedback=cap(rollouts[i].feedback or task.reference(exs[i]) or "(none)", cfg.feedback_max_chars)),
         task.system, cfg.thinking) for i in failed]
-    critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos, dtype)
+    critiques = sample(model, tok, queries, 1, cfg.critique_max_new_tokens, cfg.temperature, 1.0, eos, dtype,
+                       [row_seed(seeds[i // cfg.group_size], i % cfg.group_size) for i in failed])
     for i, (_, text, _) in zip(failed, critiques):
         rollouts[i].feedback = text.strip()
 
@@ -436,8 +446,8 @@ def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: 
     attn = torch.cat([mask, torch.ones_like(comp)], 1)
     pos = (attn.cumsum(1) - 1).clamp(min=0)
     with autocast(comp.device, dtype):
-        h = model.get_decoder()(input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False)
-    return h.last_hidden_state[:, -comp.shape[1] - 1:-1]
+        h = lm.decoder_states(model, input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False)
+    return h[:, -comp.shape[1] - 1:-1]
 
 
 def head_logits(model, h: torch.Tensor, temperature: float, dtype) -> torch.Tensor:
@@ -470,6 +480,20 @@ def micro_batches(rows: list, size: int):
         yield rows[i:i + size]
 
 
+def lockstep(rows: list, filler) -> tuple[list, list[float]]:
+    """(rows, weights): under torchrun every rank must run as many forward and backward passes as the others
+    (FSDP2 gathers weights in each), so a rank with fewer rows gets zero-weight copies of `filler`. One process:
+    the rows, all of weight 1."""
+    n = all_max(len(rows))
+    return rows + [filler] * (n - len(rows)), [1.0] * len(rows) + [0.0] * (n - len(rows))
+
+
+def global_share(count: float) -> float:
+    """The normaliser of a loss summed over this rank's rows: the count over all ranks / the number of ranks, since
+    the ranks' gradients are averaged (pitfall 7 across processes)."""
+    return all_sum([count])[0] / lm.world()
+
+
 def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: dict) -> torch.Tensor:
     """backward() of loss = sum_c chunk_loss(h[:, c], c): each chunk's loss is backpropagated at once into the LM head
     and a detached copy of h (freeing its [n, c, V] tensors), then dL/dh goes once through the backbone. Returns the
@@ -482,12 +506,11 @@ def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: d
             part.backward()
         parts.append(part.detach())
     loss = torch.stack(parts).sum()
-    if not torch.isfinite(loss):
-        sums["nonfinite"] += 1
-    else:
-        if leaf.grad is not None:
-            h.backward(leaf.grad)
-        sums["loss"] += loss.item()
+    finite = bool(torch.isfinite(loss))
+    sums["nonfinite"] += not finite
+    sums["loss"] += loss.item() if finite else 0.0
+    # always one backward through the backbone (zeros for a bad loss): every rank must take part under torchrun
+    h.backward(leaf.grad if finite and leaf.grad is not None else torch.zeros_like(h))
     return loss
 
 
@@ -504,10 +527,12 @@ def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype
     runs without grad, the top-k support is the student's, and the loss goes a chunk of positions at a time
     (backward_by_chunks). Returns metrics."""
     rows = [r for r in rollouts if r.teacher_ids is not None]
-    total = sum(len(r.completion_ids) for r in rows)
-    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
-    for mb in micro_batches(rows, cfg.micro_batch):
+    total = global_share(sum(len(r.completion_ids) for r in rows))
+    rows, weights = lockstep(rows, dataclasses.replace(rollouts[0], teacher_ids=rollouts[0].prompt_ids))
+    sums = {"loss": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
+    for mb, w in zip(micro_batches(rows, cfg.micro_batch), micro_batches(weights, cfg.micro_batch)):
         comp, mask = pad_right([r.completion_ids for r in mb], pad, next(model.parameters()).device)
+        mask = mask * torch.tensor(w, device=mask.device)[:, None]
         h_s = completion_hidden(model, [r.prompt_ids for r in mb], comp, pad, dtype)
         with torch.no_grad():
             h_t = completion_hidden(teacher, [r.teacher_ids for r in mb], comp, pad, dtype)
@@ -519,18 +544,24 @@ def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype
                 t_lp = support_logprobs(head_logits(teacher, h_t[:, c], cfg.temperature, dtype), idx, cfg.tail)
                 sums["entropy"] += entropy_sum(s_logits, mask[:, c], c.start)
             div = divergence(support_logprobs(s_logits, idx, cfg.tail), t_lp, cfg.alpha)
-            return (div * mask[:, c]).sum() / total
-        loss = backward_by_chunks(h_s, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk),
-                                  sums)
-        sums["kl"] += loss.item() * total
+            return (div * mask[:, c]).sum() / max(total, 1e-30)
+        backward_by_chunks(h_s, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
         sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    return {"M/loss": sums["loss"], "M/kl": sums["kl"] / max(total, 1),
-            "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1), "nonfinite": sums["nonfinite"]}
+    loss, ent, ent_n, bad = all_sum([sums["loss"] / lm.world(), sums["entropy"], sums["entropy_n"], sums["nonfinite"]])
+    return {"M/loss": loss, "M/kl": loss, "student_entropy": ent / max(ent_n, 1), "nonfinite": int(bad)}
+
+
+def clip_gradients(params, max_norm: float) -> float:
+    """clip_grad_norm_ over every parameter with a gradient; the norm of the whole gradient (FSDP2: all shards)."""
+    norm = torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
-    """Clip and step; a NaN/inf loss or gradient skips the update (counted in state['skipped'])."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).item()
+    """Average the gradients over ranks (--dist ddp), clip and step; a NaN/inf loss or gradient skips the update
+    (counted in state['skipped'])."""
+    lm.average_gradients(model)
+    grad_norm = clip_gradients(model.parameters(), max_grad_norm)
     if nonfinite or not math.isfinite(grad_norm):
         opt.zero_grad(set_to_none=True)
         state["skipped"] += 1
@@ -563,17 +594,19 @@ def e_rows(buffer: list[Rollout]) -> list[tuple[Rollout, list[int]]]:
     return [(r, r.teacher_ids or r.borrowed_ids) for r in buffer if r.teacher_ids or r.borrowed_ids]
 
 
-def e_gradient(model, prior, rows, cfg: Config, delta: list, pad: int, dtype) -> dict:
-    """Backpropagates L_E = mean_i BCO(r~_i - delta) over `rows`, a micro-batch at a time; the gradient flows only
-    through log q(y|x,C). Per micro-batch: the teacher's backbone with grad, its LM head per chunk of positions
-    without grad (log q, and the support log-probs the trust region compares against), the prior without grad;
-    delta takes in the micro-batch's r~; then g_i = dL_E/dlog q_i goes back through the head by chunks and once
-    through the backbone. `delta` = [sum, n] is updated in place. Returns log q, log pi per row, the reference
-    support log-probs, and sums."""
+def e_gradient(model, prior, rows, weights, cfg: Config, delta: list, pad: int, dtype) -> dict:
+    """Backpropagates L_E = mean_i BCO(r~_i - delta) over `rows` (weight 0: a lockstep filler), a micro-batch at a
+    time; the gradient flows only through log q(y|x,C). Per micro-batch: the teacher's backbone with grad, its LM
+    head per chunk of positions without grad (log q, and the support log-probs the trust region compares against),
+    the prior without grad; delta = [sum, n] takes in the micro-batch's r~ (all ranks') before its loss uses it;
+    then g_i = dL_E/dlog q_i goes back through the head by chunks and once through the backbone. Returns log q and
+    log pi per row, the reference support log-probs and sums."""
     device, T, chunk, beta = next(model.parameters()).device, cfg.temperature, cfg.logit_chunk, cfg.e_beta
-    logq, logp, ref, sums = [], [], [], {"loss": 0.0, "nonfinite": 0, "k3": 0.0, "ntok": 0}
-    for mb in micro_batches(rows, cfg.micro_batch):
+    share = global_share(sum(weights))
+    logq, logp, ref, sums = [], [], [], {"loss": 0.0, "nonfinite": 0, "k3": 0.0, "ntok": 0.0}
+    for mb, w in zip(micro_batches(rows, cfg.micro_batch), micro_batches(weights, cfg.micro_batch)):
         comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, device)
+        w = torch.tensor(w, device=device)
         chunks = position_chunks(*comp.shape, vocab_size(model), chunk)
         h_q = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
         with torch.no_grad():
@@ -589,15 +622,22 @@ def e_gradient(model, prior, rows, cfg: Config, delta: list, pad: int, dtype) ->
         lq, lp = (logq_t * mask).sum(1), (logp_t * mask).sum(1)
         logq.append(lq)
         logp.append(lp)
-        sums["k3"] += (kl_k3(logp_t, logq_t) * mask).sum().item()
-        sums["ntok"] += int(mask.sum())
-        if not torch.isfinite(cfg.e_beta * (lq - lp)).all():
-            sums["nonfinite"] += 1
-            continue
-        delta[:] = delta_update(*delta, beta * (lq - lp))
+        r = beta * (lq - lp)
+        real = w > 0
+        ok = bool(torch.isfinite(r[real]).all())
+        r_sum, n, bad, k3, ntok = all_sum([r[real].sum().item() if ok else 0.0, real.sum().item(), not ok,
+                                           (kl_k3(logp_t, logq_t) * mask * w[:, None]).sum().item() if ok else 0.0,
+                                           (mask * w[:, None]).sum().item()])
+        sums["k3"], sums["ntok"] = sums["k3"] + k3, sums["ntok"] + ntok
         leaf = lq.clone().requires_grad_()
-        succ = torch.tensor([float(r.success) for r, _ in mb], device=device)
-        loss = bco_loss(leaf, lp, succ, beta, delta[0] / delta[1])[0] * len(mb) / len(rows)
+        if bad:   # a non-finite micro-batch (on any rank): no delta, no gradient; the caller drops the update
+            sums["nonfinite"] += 1
+            loss = leaf.sum() * 0.0
+        else:
+            delta[:] = [delta[0] + r_sum, delta[1] + n]
+            succ = torch.tensor([float(x.success) for x, _ in mb], device=device)
+            loss = (bco_loss(leaf[real], lp[real], succ[real], beta, delta[0] / delta[1])[0] * real.sum() / share
+                    if real.any() else leaf.sum() * 0.0)
         g = torch.autograd.grad(loss, leaf)[0]
 
         def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
@@ -607,14 +647,15 @@ def e_gradient(model, prior, rows, cfg: Config, delta: list, pad: int, dtype) ->
 
 
 @torch.no_grad()
-def teacher_move(model, rows, ref: list, cfg: Config, pad: int, dtype) -> tuple[float, torch.Tensor]:
+def teacher_move(model, rows, weights, ref: list, cfg: Config, pad: int, dtype) -> tuple[float, torch.Tensor]:
     """The trust region's reading (§4): per-token KL(q_before || q_now) of the teacher on the rows' own contexts,
     exact over the M-step's support (the before-teacher's top-k + tail bucket, or the full vocabulary), averaged
-    over completion tokens; and log q_now(y|x,C) per row."""
+    over completion tokens of all ranks; and log q_now(y|x,C) per row."""
     device, T = next(model.parameters()).device, cfg.temperature
-    move, ntok, logq, refs = 0.0, 0, [], iter(ref)
-    for mb in micro_batches(rows, cfg.micro_batch):
+    move, ntok, logq, refs = 0.0, 0.0, [], iter(ref)
+    for mb, w in zip(micro_batches(rows, cfg.micro_batch), micro_batches(weights, cfg.micro_batch)):
         comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, device)
+        mask = mask * torch.tensor(w, device=device)[:, None]
         h = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
         parts = []
         for c in position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk):
@@ -623,8 +664,21 @@ def teacher_move(model, rows, ref: list, cfg: Config, pad: int, dtype) -> tuple[
             move += (kl(before, support_logprobs(z, idx, cfg.tail)) * mask[:, c]).sum().item()
             parts.append(token_logprobs(z, comp[:, c]))
         logq.append((torch.cat(parts, 1) * mask).sum(1))
-        ntok += int(mask.sum())
+        ntok += mask.sum().item()
+    move, ntok = all_sum([move, ntok])
     return move / max(ntok, 1), torch.cat(logq)
+
+
+def bco_sums(logq, logp, rows, weights, beta: float, delta: float) -> tuple[float, float, float]:
+    """(mean BCO loss, mean r~ of successes - mean r~ of failures, mean r~) over the rows of all ranks."""
+    w = torch.tensor(weights, device=logq.device)
+    s = torch.tensor([float(r.success) for r, _ in rows], device=logq.device)
+    real = w > 0
+    loss = bco_loss(logq[real], logp[real], s[real], beta, delta)[0] * real.sum() if real.any() else logq.sum() * 0
+    r = beta * (logq - logp) * w
+    loss, n, rs, ns, rf, nf = all_sum([loss.item(), real.sum().item(), (r * s).sum().item(), (w * s).sum().item(),
+                                       (r * (1 - s)).sum().item(), (w * (1 - s)).sum().item()])
+    return loss / max(n, 1), rs / max(ns, 1) - rf / max(nf, 1), (rs + rf) / max(n, 1)
 
 
 def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pad: int, dtype) -> dict:
@@ -633,26 +687,27 @@ def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pa
     backpropagate L_E (e_gradient), step `opt` at es.lr, then a line search keeps the update only if the teacher
     moved at most 2 x --e-target-move per token (teacher_move) and L_E did not rise; else the update is halved, up
     to E_LINE_SEARCH times, then dropped. The controller sets the next lr (next_e_lr); delta is kept. A non-finite
-    loss or reading changes nothing: not the weights, not delta, not the lr."""
+    loss or reading changes nothing: not the weights, not delta, not the lr. Every decision is taken on numbers
+    summed over all ranks, so all ranks take the same one."""
     rows = e_rows(buffer)
-    succ = torch.tensor([float(r.success) for r, _ in rows])
-    out = {"E/rollouts": len(rows), "E/successes": int(succ.sum()), "E/lr": es.lr, "E/skipped": 1,
-           "E/borrowed": sum(r.teacher_ids is None for r, _ in rows)}
-    if not 0 < succ.sum() < len(rows):
+    n_rows, n_succ, n_borrowed = all_sum([len(rows), sum(r.success for r, _ in rows),
+                                          sum(r.teacher_ids is None for r, _ in rows)])
+    out = {"E/rollouts": int(n_rows), "E/successes": int(n_succ), "E/lr": es.lr, "E/skipped": 1,
+           "E/borrowed": int(n_borrowed)}
+    if not 0 < n_succ < n_rows:
         return out
+    rows, weights = lockstep(rows, (buffer[0], buffer[0].prompt_ids))
     opt.zero_grad(set_to_none=True)
     delta = [es.delta_sum * cfg.e_delta_decay, es.delta_n * cfg.e_delta_decay]
-    g = e_gradient(model, prior, rows, cfg, delta, pad, dtype)
-    succ, beta, d = succ.to(g["logq"].device), cfg.e_beta, delta[0] / max(delta[1], 1e-30)
-    loss_before = bco_loss(g["logq"], g["logp"], succ, beta, d)[0].item()
-    r = beta * (g["logq"] - g["logp"])
-    out.update({"E/loss": loss_before, "E/delta": d, "E/reward_mean": r.mean().item(),
-                "E/reward_margin": (r[succ == 1].mean() - r[succ == 0].mean()).item(),
+    g = e_gradient(model, prior, rows, weights, cfg, delta, pad, dtype)
+    d = delta[0] / max(delta[1], 1e-30)
+    loss_before, margin, r_mean = bco_sums(g["logq"], g["logp"], rows, weights, cfg.e_beta, d)
+    out.update({"E/loss": loss_before, "E/delta": d, "E/reward_mean": r_mean, "E/reward_margin": margin,
                 "E/teacher_student_kl": g["k3"] / max(g["ntok"], 1)})
+    lm.average_gradients(model)
     params = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item() if params else 0.0
-    out["E/grad_norm"] = grad_norm
-    if g["nonfinite"] or not math.isfinite(loss_before) or not math.isfinite(grad_norm) or not params:
+    out["E/grad_norm"] = grad_norm = clip_gradients(params, cfg.max_grad_norm)
+    if g["nonfinite"] or not math.isfinite(loss_before) or not math.isfinite(grad_norm):
         opt.zero_grad(set_to_none=True)
         return out
     step = [p.detach().clone() for p in params]          # theta_before, then the update theta_after - theta_before
@@ -665,8 +720,8 @@ def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pa
             s.sub_(p).neg_()
     scale, limit = 1.0, 2 * cfg.e_target_move
     for _ in range(E_LINE_SEARCH + 1):
-        move, logq = teacher_move(model, rows, g["ref"], cfg, pad, dtype)
-        loss_after = bco_loss(logq, g["logp"], succ, beta, d)[0].item()
+        move, logq = teacher_move(model, rows, weights, g["ref"], cfg, pad, dtype)
+        loss_after = bco_sums(logq, g["logp"], rows, weights, cfg.e_beta, d)[0]
         if math.isfinite(move) and move <= limit and loss_after <= loss_before:
             break
         with torch.no_grad():   # halve the update: theta = theta_before + scale/2 * step
@@ -726,7 +781,7 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> d
     L = -sum_i sum_t A_i log pi(y_it) / (all completion tokens of the batch), backpropagated by chunks of positions."""
     adv = group_advantages(torch.tensor([r.reward for r in rollouts]), cfg.group_size, cfg.grpo_std)
     rows = list(zip(rollouts, adv.tolist()))     # rows with A = 0 add no gradient but count in the entropy
-    total = sum(len(r.completion_ids) for r in rollouts)
+    total = global_share(sum(len(r.completion_ids) for r in rollouts))
     sums = {"loss": 0.0, "entropy": 0.0, "entropy_n": 0.0, "nonfinite": 0}
     for mb in micro_batches(rows, cfg.micro_batch):
         comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, next(model.parameters()).device)
@@ -740,8 +795,8 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> d
             return -(a[:, None] * token_logprobs(logits, comp[:, c]) * mask[:, c]).sum() / total
         backward_by_chunks(h, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
         sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    return {"G/loss": sums["loss"], "student_entropy": sums["entropy"] / max(sums["entropy_n"], 1),
-            "nonfinite": sums["nonfinite"]}
+    loss, ent, ent_n, bad = all_sum([sums["loss"] / lm.world(), sums["entropy"], sums["entropy_n"], sums["nonfinite"]])
+    return {"G/loss": loss, "student_entropy": ent / max(ent_n, 1), "nonfinite": int(bad)}
 
 
 # ================================================================================================================
@@ -777,27 +832,37 @@ def warmup(model, tok, task, cfg: Config, eos, dtype) -> float:
 # ================================================================================================================
 def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> dict:
     """Student pass@1 / pass@n on held-out prompts (no feedback); teacher success: one teacher answer per prompt
-    whose first student sample got env feedback, with it in context. Own RNG seed; the training RNG is restored."""
+    whose first student sample got env feedback, with it in context. Every prompt samples from its own random
+    stream (seed, index), so the numbers do not depend on the number of ranks, which split the prompts."""
     if not examples:
         return {}
-    n, ok = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-        torch.manual_seed(seed)
-        prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in examples]
-        outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype)
-        scores = task.score_batch([ex for ex in examples for _ in range(n)], [o[1] for o in outs])
-        wins = [sum(map(ok, scores[i * n:(i + 1) * n])) for i in range(len(examples))]
-        m = {"eval/pass@1": sum(pass_at_k(n, w, 1) for w in wins) / len(wins),
-             f"eval/pass@{n}": sum(pass_at_k(n, w, n) for w in wins) / len(wins),
-             "eval/reward": sum(s.reward for s in scores) / len(scores)}
-        fixes = [(ex, teacher_text(task.prompt(ex), None, scores[i * n].feedback, cfg.feedback_max_chars))
-                 for i, ex in enumerate(examples) if scores[i * n].feedback]
-        if fixes:
-            t_out = sample(model, tok, [chat_ids(tok, t, task.system, cfg.thinking) for _, t in fixes], 1,
-                           cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype)
-            t_scores = task.score_batch([ex for ex, _ in fixes], [o[1] for o in t_out])
-            m["eval/teacher_success"] = sum(map(ok, t_scores)) / len(fixes)
-        m["eval/teacher_n"] = len(fixes)
+    n, ok, rank = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold, lm.rank()
+    mine = list(range(rank, len(examples), lm.world()))
+    idx, weights = lockstep(mine, 0)              # every rank calls generate as often as the others (FSDP2)
+    exs = [examples[i] for i in idx]
+    prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in exs]
+    outs = sample(model, tok, prompts, n, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype,
+                  [row_seed(seed, i, 0) for i in idx])
+    scores = task.score_batch([ex for ex in exs for _ in range(n)], [o[1] for o in outs])
+    wins = [sum(map(ok, scores[k * n:(k + 1) * n])) for k in range(len(exs))]
+    fixes = [(k, teacher_text(task.prompt(exs[k]), None, scores[k * n].feedback, cfg.feedback_max_chars))
+             for k in range(len(exs)) if weights[k] and scores[k * n].feedback]
+    t_wins = []
+    if all_max(len(fixes)):
+        fixes, t_weights = lockstep(fixes, (0, teacher_text(task.prompt(exs[0]), None, "-", cfg.feedback_max_chars)))
+        t_out = sample(model, tok, [chat_ids(tok, t, task.system, cfg.thinking) for _, t in fixes], 1,
+                       cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, eos, dtype,
+                       [row_seed(seed, idx[k], 1) for k, _ in fixes])
+        t_scores = task.score_batch([exs[k] for k, _ in fixes], [o[1] for o in t_out])
+        t_wins = [ok(sc) for sc, w in zip(t_scores, t_weights) if w]
+    per_prompt = lm.all_gather_list([(w, scores[k * n].reward) for k, w in enumerate(wins) if weights[k]])
+    rewards = lm.all_gather_list([sc.reward for k, sc in enumerate(scores) if weights[k // n]])
+    t_wins = lm.all_gather_list(t_wins)
+    m = {"eval/pass@1": sum(pass_at_k(n, w, 1) for w, _ in per_prompt) / len(per_prompt),
+         f"eval/pass@{n}": sum(pass_at_k(n, w, n) for w, _ in per_prompt) / len(per_prompt),
+         "eval/reward": sum(rewards) / len(rewards), "eval/teacher_n": len(t_wins)}
+    if t_wins:
+        m["eval/teacher_success"] = sum(t_wins) / len(t_wins)
     return m
 
 
@@ -810,14 +875,20 @@ def train(cfg: Config) -> str:
     run = setup(cfg)
     model, state, es, pad, dtype = run.model, run.state, run.es, run.pad, run.dtype
     if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
-        log_metrics(run.run_dir, {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"], **run_eval(run, 0)})
+        m0 = {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"], **run_eval(run, 0)}
+        if lm.rank() == 0:
+            log_metrics(run.run_dir, m0)
     from tqdm import tqdm
-    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run.run_dir)
+    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run.run_dir,
+               disable=lm.rank() != 0)
     for step in bar:
         t0 = time.time()
         model.train()
-        examples = [run.train_set[run.data_rng.randrange(len(run.train_set))] for _ in range(cfg.batch_prompts)]
-        rollouts = collect_rollouts(model, run.tok, run.task, examples, cfg, run.eos, dtype)
+        # every rank draws the same B prompts and samples its contiguous share of them, each from its own seed
+        picks = [run.data_rng.randrange(len(run.train_set)) for _ in range(cfg.batch_prompts)]
+        mine = range(lm.rank() * len(picks) // lm.world(), (lm.rank() + 1) * len(picks) // lm.world())
+        rollouts = collect_rollouts(model, run.tok, run.task, [run.train_set[picks[i]] for i in mine], cfg, run.eos,
+                                    dtype, [row_seed(cfg.seed, step, i) for i in mine])
         t_gen = time.time() - t0
         # ---- M-step (or the GRPO update) -------------------------------------------------------------------
         run.opt.zero_grad(set_to_none=True)
@@ -843,7 +914,7 @@ def train(cfg: Config) -> str:
 
 
 def run_eval(run, step: int) -> dict:
-    return evaluate(run.model, run.tok, run.task, run.eval_set, run.cfg, run.eos, run.cfg.seed * 7919 + step,
+    return evaluate(run.model, run.tok, run.task, run.eval_set, run.cfg, run.eos, row_seed(run.cfg.seed, step, 7919),
                     run.dtype)
 
 
@@ -851,16 +922,18 @@ def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen:
     """A step's bookkeeping: rollout metrics, evaluation every --eval-every, health warnings, metrics.jsonl and
     samples.jsonl, checkpoint every --save-every (and at the end)."""
     from tqdm import tqdm
-    cfg, state, n = run.cfg, run.state, len(rollouts)
+    cfg, state = run.cfg, run.state
     state["step"] = step
     state["elapsed"] += dt
-    ntok = sum(len(r.completion_ids) for r in rollouts)
+    stats = all_sum([len(rollouts), sum(len(r.completion_ids) for r in rollouts), sum(r.reward for r in rollouts),
+                     sum(r.success for r in rollouts), sum(r.truncated for r in rollouts),
+                     sum(r.teacher_ids is not None for r in rollouts)])      # over every rank's rollouts
+    n, ntok, reward, success, truncated, context = stats
     m.update({"step": step, "time": state["elapsed"], "step_seconds": dt, "gen_seconds": t_gen,
-              "tokens_per_s": ntok / dt, "reward": sum(r.reward for r in rollouts) / n,
-              "success_rate": sum(r.success for r in rollouts) / n, "completion_len": ntok / n,
-              "truncated_frac": sum(r.truncated for r in rollouts) / n, "skipped_steps": state["skipped"]})
+              "tokens_per_s": ntok / dt, "reward": reward / n, "success_rate": success / n,
+              "completion_len": ntok / n, "truncated_frac": truncated / n, "skipped_steps": state["skipped"]})
     if cfg.algo != "grpo":
-        m["frac_context"] = sum(r.teacher_ids is not None for r in rollouts) / n
+        m["frac_context"] = context / n
     if step % cfg.eval_every == 0 or step == cfg.steps:
         m.update(run_eval(run, step))
     run.recent = (run.recent + [m])[-20:]
@@ -868,8 +941,10 @@ def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen:
         if w not in run.warned:
             tqdm.write(f"warning (step {step}): {w}")
             run.warned.add(w)
-    log_metrics(run.run_dir, m)
-    log_samples(run.run_dir, step, run.tok, rollouts[:cfg.log_samples])
+    logged = lm.all_gather_list(rollouts[:cfg.log_samples])[:cfg.log_samples]
+    if lm.rank() == 0:
+        log_metrics(run.run_dir, m)
+        log_samples(run.run_dir, step, run.tok, logged)
     if step % cfg.save_every == 0 or step == cfg.steps:
         save_checkpoint(run)
 
@@ -881,6 +956,9 @@ def setup(cfg: Config) -> SimpleNamespace:
     """What the loop works on: task, data, model, compute `dtype`, stop ids, run directory, the checkpointed `state`,
     the SDPO teacher and E-step prior (copies or the model itself), both optimizers, the E-step's `buffer` and `es`."""
     validate(cfg)
+    _, world = lm.init_distributed(cfg.device)      # torchrun: join the process group; else (0, 1)
+    if cfg.batch_prompts % world:
+        raise UserError(f"--batch-prompts {cfg.batch_prompts} must be a multiple of the number of processes ({world})")
     resume = load_checkpoint(cfg.resume) if cfg.resume else None
     sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
     task = tasks_lib.get_task(cfg.task, cfg.dataset)
@@ -899,6 +977,11 @@ def setup(cfg: Config) -> SimpleNamespace:
     frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
     teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None   # SDPO's EMA / base teacher
     prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None   # --e-prior initial
+    if resume:
+        restore_copies(resume[0], model, teacher_copy, prior_copy)
+    for m in (model, teacher_copy, prior_copy):     # torchrun --dist fsdp: each one sharded over the ranks
+        if m is not None:
+            lm.shard(m, cfg.dist)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     run = SimpleNamespace(
         cfg=cfg, model=model, tok=tok, task=task, train_set=train_set, eval_set=test_set[:cfg.eval_prompts], eos=eos,
@@ -935,9 +1018,9 @@ def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
     args = p.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if "resume" in given:   # the run's saved settings; only these may change
-        extra = sorted(set(given) - {"resume", "steps", "device", "unsafe_sandbox"})
+        extra = sorted(set(given) - {"resume", "steps", "device", "unsafe_sandbox", "dist"})
         if extra:
-            raise UserError("--resume continues a run with its saved settings; only --steps, --device and "
+            raise UserError("--resume continues a run with its saved settings; only --steps, --device, --dist and "
                             f"--unsafe-sandbox may be given, not --{extra[0].replace('_', '-')}")
         return Config(**{**load_checkpoint(given["resume"])[1]["config"], **given}), args
     if "teacher" in given and given.get("algo", Config.algo) != "sdpo":
@@ -953,7 +1036,9 @@ def main(argv=None) -> int:
         if args.plot:
             plot(args.plot, args.out)
         else:
-            print(f"run directory: {train(cfg)}")
+            run_dir = train(cfg)
+            if lm.rank() == 0:
+                print(f"run directory: {run_dir}")
         return 0
     except (UserError, tasks_lib.TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
