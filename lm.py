@@ -347,6 +347,9 @@ def full_state(model, opt=None) -> tuple[dict | None, dict | None]:
                                                          get_optimizer_state_dict)
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     sd = get_model_state_dict(model, options=opts) if _is_sharded(model) else None
+    if sd is not None and getattr(model.config, "tie_word_embeddings", False):   # saved once, as save_pretrained does
+        head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
+        sd.pop(f"{head}.weight", None)
     osd = get_optimizer_state_dict(model, opt, options=opts) if opt is not None else None
     return sd, osd
 

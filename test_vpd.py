@@ -487,7 +487,8 @@ def _manual_bco(model, prior, rows, pad, beta, delta):
 def _e_grads(model, prior, rows, cfg, pad, delta=(0.0, 0.0)):
     model.zero_grad(set_to_none=True)
     d = list(delta)
-    out = vpd.e_gradient(model, prior, vpd.e_rows(rows), cfg, d, pad, F32)
+    rows = vpd.e_rows(rows)
+    out = vpd.e_gradient(model, prior, rows, [1.0] * len(rows), cfg, d, pad, F32)
     return out, d, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -798,7 +799,7 @@ def test_cli_resume_matches_uninterrupted_run(cli_runs):
     a, b = _metrics(cli_runs["ra"]), _metrics(cli_runs["rb"])
     assert [r["step"] for r in a] == [1, 2, 3, 4]
     assert [r["step"] for r in b] == [1, 2, 3, 4]
-    assert "E/loss" in a[3] and "eval/pass@1" in a[3]
+    assert "E/skipped" in a[3] and "eval/pass@1" in a[3]
     for ra, rb in zip(a, b):
         assert set(ra) == set(rb)
         diff = {k: (ra[k], rb[k]) for k in ra if k not in NONDET and not _same(ra[k], rb[k])}
@@ -1009,12 +1010,13 @@ def test_teacher_move_is_the_exact_kl_over_the_support(tiny):
     moved = _perturbed_copy(base, seed=5, scale=0.02)
     cfg = vpd.Config(model="tiny", micro_batch=2, topk=5, temperature=1.0)
     model = copy.deepcopy(base)
-    g = vpd.e_gradient(model, model, vpd.e_rows(rows), cfg, [0.0, 0.0], pad, F32)
-    move, logq = vpd.teacher_move(moved, vpd.e_rows(rows), g["ref"], cfg, pad, F32)
+    er, w = vpd.e_rows(rows), [1.0] * len(rows)
+    g = vpd.e_gradient(model, model, er, w, cfg, [0.0, 0.0], pad, F32)
+    move, logq = vpd.teacher_move(moved, er, w, g["ref"], cfg, pad, F32)
     assert move == pytest.approx(_support_kl(base, moved, rows, pad, 5), rel=1e-4) and move > 1e-4
     assert logq.tolist() == pytest.approx([_logq(moved, r.teacher_ids, r.completion_ids, pad).sum().item()
                                            for r in rows], abs=1e-4)
-    assert vpd.teacher_move(model, vpd.e_rows(rows), g["ref"], cfg, pad, F32)[0] == pytest.approx(0.0, abs=1e-6)
+    assert vpd.teacher_move(model, er, w, g["ref"], cfg, pad, F32)[0] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("e_optimizer", ["shared", "adamw"])
@@ -1042,10 +1044,11 @@ def test_e_step_at_an_absurd_lr_is_brought_back_under_the_target(e_optimizer):
     assert es.lr < 0.3 / 8
     full = copy.deepcopy(before)                       # without the line search the same first update moves far more
     opt2 = torch.optim.AdamW(full.parameters(), lr=0.3, weight_decay=0.0)
-    g = vpd.e_gradient(full, full, vpd.e_rows(rows), cfg, [0.0, 0.0], pad, F32)
+    er, w = vpd.e_rows(rows), [1.0] * len(rows)
+    g = vpd.e_gradient(full, full, er, w, cfg, [0.0, 0.0], pad, F32)
     torch.nn.utils.clip_grad_norm_(full.parameters(), 1.0)
     opt2.step()
-    assert vpd.teacher_move(full, vpd.e_rows(rows), g["ref"], cfg, pad, F32)[0] > 10 * cfg.e_target_move
+    assert vpd.teacher_move(full, er, w, g["ref"], cfg, pad, F32)[0] > 10 * cfg.e_target_move
 
 
 def test_a_nonfinite_e_step_leaves_weights_delta_and_lr_untouched(tiny):
@@ -1138,7 +1141,8 @@ def test_critique_replaces_feedback_of_failed_rollouts_only(tiny, monkeypatch):
         return [([7], "  the answer names the digit  ", False) for _ in queries]
 
     monkeypatch.setattr(vpd, "sample", fake_sample)
-    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy"), [0], F32)
+    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy", group_size=2), [0], F32,
+                      [11])
     assert fail.feedback == "the answer names the digit"     # the critique is the failed rollout's feedback
     assert win.feedback == ""                                # successes get no critique
     (query,) = seen["queries"]                               # one critique request: the failure's
@@ -1153,7 +1157,7 @@ def test_nonfinite_loss_or_gradient_skips_the_update_and_counts_it(tiny, capsys)
     state, sums = {"skipped": 0, "step": 3}, {"loss": 0.0, "nonfinite": 0}
     h = torch.zeros(1, 2, 3, requires_grad=True)                 # a chunked loss that turns NaN: nothing propagated
     vpd.backward_by_chunks(h, lambda h_c, c: h_c.sum() * float("nan"), [slice(0, 1), slice(1, 2)], sums)
-    assert sums == {"loss": 0.0, "nonfinite": 1} and h.grad is None
+    assert sums == {"loss": 0.0, "nonfinite": 1} and not h.grad.any()      # zeros: every rank takes part
     assert vpd.optimizer_step(model, opt, 0.1, 1.0, sums["nonfinite"], state)["skipped"] == 1
     next(model.parameters()).grad = torch.full_like(next(model.parameters()), float("inf"))   # inf gradient
     assert vpd.optimizer_step(model, opt, 0.1, 1.0, 0, state)["skipped"] == 1
@@ -1241,7 +1245,7 @@ def test_qa_task_end_to_end_rewards_match_the_data(tmp_path):
     for m in metrics:
         mine = [s["reward"] for s in samples if s["step"] == m["step"]]
         assert m["reward"] == pytest.approx(sum(mine) / len(mine), abs=1e-12)
-    assert json.load(open(d / "config.json"))["max_new_tokens"] == 6 and "E/loss" in metrics[-1]
+    assert json.load(open(d / "config.json"))["max_new_tokens"] == 6 and "E/skipped" in metrics[-1]
 
 
 def test_task_from_file_end_to_end(tmp_path, monkeypatch):
@@ -1292,7 +1296,7 @@ def _sample_with_scores(model, tok, prompts, n, new_tokens, temperature, top_p, 
         got["probs"].append(w / full.sum(-1, keepdim=True))                 # softmax, 0 outside the nucleus
         return orig(self, input_ids, scores)
     monkeypatch.setattr(lm.PolicySampler, "__call__", call)
-    rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos, F32)
+    rows = vpd.sample(model, tok, prompts, n, new_tokens, temperature, top_p, eos, F32, list(range(len(prompts))))
     return rows, torch.stack(got["scores"], 1), torch.stack(got["probs"], 1)
 
 
@@ -1361,12 +1365,27 @@ def test_policy_sampler_draws_from_the_policy():
     torch.manual_seed(0)
     want = torch.tensor([0.4, 0.25, 0.2, 0.1, 0.05])
     scores = want.log().expand(200_000, -1).clone()
-    out = lm.PolicySampler(1.0, 1.0)(None, scores)
+    out = lm.PolicySampler(1.0, 1.0, range(200_000))(None, scores)
     assert ((out == 0).sum(1) == 1).all() and torch.isinf(out).sum() == 200_000 * 4
     freq = torch.bincount(out.argmax(1), minlength=5).double() / 200_000
     assert ((freq - want.double()).abs() < 4 * (want * (1 - want) / 200_000).sqrt()).all(), freq
-    drawn = lm.PolicySampler(1.0, 0.6)(None, scores).argmax(1)             # nucleus {0.4, 0.25}
+    drawn = lm.PolicySampler(1.0, 0.6, range(200_000))(None, scores).argmax(1)   # nucleus {0.4, 0.25}
     assert set(drawn.unique().tolist()) == {0, 1}
+
+
+def test_a_rollout_depends_on_its_seed_not_on_its_batch(tiny):
+    """Row j of prompt i draws from its own stream (seeds[i], j): sampled alone or beside another prompt (as on
+    another rank, or in another batch), it is the same completion; another seed gives another one."""
+    model, tok = tiny
+    eos = lm.stop_ids(model, tok)
+    p1, p2 = vpd.chat_ids(tok, "Q 1 2 ="), vpd.chat_ids(tok, "a longer prompt: Q 3 4 =")
+    both = vpd.sample(model, tok, [p1, p2], 3, 12, 1.0, 1.0, eos, F32, [101, 202])
+    alone = vpd.sample(model, tok, [p2], 3, 12, 1.0, 1.0, eos, F32, [202])
+    assert [r[0] for r in both[3:]] == [r[0] for r in alone]
+    assert len({tuple(r[0]) for r in alone}) > 1                          # the 3 rows of a prompt differ
+    other = vpd.sample(model, tok, [p2], 3, 12, 1.0, 1.0, eos, F32, [203])
+    assert [r[0] for r in other] != [r[0] for r in alone]
+    assert lm.row_seed(1, 2, 3) == lm.row_seed(1, 2, 3) != lm.row_seed(1, 3, 2) and 0 <= lm.row_seed(-5) < 2 ** 63
 
 
 # ================================================================================================================
@@ -1716,7 +1735,7 @@ def test_thinking_stripped_before_judges_and_siblings(tiny, monkeypatch):
         return torch.cat([input_ids, vpd.pad_right(ids, tok.pad_token_id, "cpu")[0]], 1)
     monkeypatch.setattr(model, "generate", fake_generate)
     cfg = vpd.Config(model="tiny", task="toy", group_size=4, feedback="env,sibling")
-    rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos, F32)
+    rollouts = vpd.collect_rollouts(model, tok, task, [ex], cfg, eos, F32, [0])
     assert [r.text for r in rollouts] == [right, wrong, right, wrong]
     assert [r.success for r in rollouts] == [True, False, True, False]
     assert "<think>" not in rollouts[1].teacher_prompt
@@ -1748,7 +1767,7 @@ def test_lone_success_borrows_a_failed_group_mates_feedback_for_the_e_step(tiny,
     monkeypatch.setattr(vpd, "sample", lambda *a, **k: [([3, tok.eos_token_id], t, False) for t in texts])
     for algo, want_borrowed in (("vpd", True), ("sdpo", False)):
         cfg = vpd.Config(model="tiny", task="qa", group_size=4, feedback="env", algo=algo)
-        rs = vpd.collect_rollouts(model, tok, task, [ex], cfg, [tok.eos_token_id], F32)
+        rs = vpd.collect_rollouts(model, tok, task, [ex], cfg, [tok.eos_token_id], F32, [0])
         assert [r.success for r in rs] == [True, False, False, True]
         assert [r.teacher_ids is None for r in rs] == [True, False, False, True]      # the M-step's contexts
         want = vpd.chat_ids(tok, vpd.teacher_text(task.prompt(ex), None, rs[1].feedback, cfg.feedback_max_chars))
@@ -1830,7 +1849,7 @@ def test_backward_by_chunks_equals_one_backward_hand_made():
     body.zero_grad(), head.zero_grad()
     nan_fn = lambda h, c: loss_fn(h, c) * (float("nan") if c.start == 3 else 1.0)   # noqa: E731
     assert math.isnan(vpd.backward_by_chunks(body(x), nan_fn, chunks, sums).item())
-    assert sums["nonfinite"] == 1 and all(p.grad is None for p in body.parameters())
+    assert sums["nonfinite"] == 1 and all(p.grad is None or not p.grad.any() for p in body.parameters())
 
 
 def _lm_head_positions(model):
@@ -1860,7 +1879,8 @@ def test_steps_chunked_equal_unchunked_and_head_sees_one_chunk(tiny, step):
         if step == "m":
             out = vpd.m_step(model, model, rows, c, pad, F32)
         elif step == "e":
-            out = vpd.e_gradient(model, model, vpd.e_rows(rows), c, [0.6, 3.0], pad, F32)
+            er = vpd.e_rows(rows)
+            out = vpd.e_gradient(model, model, er, [1.0] * len(er), c, [0.6, 3.0], pad, F32)
             out = {"logq": out["logq"].tolist(), "logp": out["logp"].tolist(), "k3": out["k3"]}
         else:
             out = vpd.grpo_step(model, rows, c, pad, F32)
