@@ -105,15 +105,16 @@ def load_for_training(cfg, device: torch.device, dtype: torch.dtype):
     return model, tok, stop_ids(model, tok)
 
 
-def device_and_dtype(device: str, dtype: str, gen_cache: str) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(device: str, dtype: str, gen_cache: str, gen_weights: str = "train"
+                     ) -> tuple[torch.device, torch.dtype]:
     """--device and --dtype -> the device and the compute dtype (auto: bf16 on CUDA, fp32 elsewhere)."""
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA GPU is visible; use --device cpu")
     dt = torch.bfloat16 if dtype == "bfloat16" or (dtype == "auto" and dev.type == "cuda") else torch.float32
-    if gen_cache == "static" and dt != torch.float32:   # RoPE under autocast: fp32 keys, bf16 values
-        raise UserError("--gen-cache static needs --dtype float32 (a static cache holds one dtype, bf16 autocast "
-                        "makes keys and values of two); use --gen-cache dynamic or --dtype float32")
+    if gen_cache == "static" and dt != torch.float32 and gen_weights != "bf16":   # autocast: fp32 keys, bf16 values
+        raise UserError("--gen-cache static needs --dtype float32 or --gen-weights bf16 (a static cache holds one "
+                        "dtype, bf16 autocast makes keys and values of two); or use --gen-cache dynamic")
     return dev, dt
 
 
@@ -323,6 +324,15 @@ def shard(model, mode: str) -> None:
     fully_shard(model)
     model.decoder_states = types.MethodType(_decoder_states, model)
     register_fsdp_forward_method(model, "decoder_states")
+
+
+@torch.no_grad()
+def refresh(gen, model) -> None:
+    """--gen-weights bf16: the generation copy takes the training weights (cast to bf16; shard by shard under
+    FSDP2). Nothing when generation uses the training model itself."""
+    if gen is not model:
+        for g, p in zip(gen.parameters(), model.parameters()):
+            g.copy_(p)
 
 
 def average_gradients(model) -> None:

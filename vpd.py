@@ -230,7 +230,10 @@ class Config:
     max_new_tokens: int = arg(512, "completion budget")
     temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
     thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3); <think> is never graded")
-    gen_cache: str = arg("dynamic", "generate's KV cache (static: --dtype float32)", choices=["dynamic", "static"])
+    gen_cache: str = arg("dynamic", "generate's KV cache (static: --dtype float32 or --gen-weights bf16)",
+                         choices=["dynamic", "static"])
+    gen_weights: str = arg("train", "generate with the training weights (under --dtype autocast) or with a bf16 copy "
+                           "refreshed after every update", choices=["train", "bf16"])
     success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
     # feedback prompting (§2)
     feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
@@ -887,8 +890,9 @@ def train(cfg: Config) -> str:
         # every rank draws the same B prompts and samples its contiguous share of them, each from its own seed
         picks = [run.data_rng.randrange(len(run.train_set)) for _ in range(cfg.batch_prompts)]
         mine = range(lm.rank() * len(picks) // lm.world(), (lm.rank() + 1) * len(picks) // lm.world())
-        rollouts = collect_rollouts(model, run.tok, run.task, [run.train_set[picks[i]] for i in mine], cfg, run.eos,
-                                    dtype, [row_seed(cfg.seed, step, i) for i in mine])
+        lm.refresh(run.gen, model)                  # --gen-weights bf16: the copy takes the weights of the last update
+        rollouts = collect_rollouts(run.gen, run.tok, run.task, [run.train_set[picks[i]] for i in mine], cfg,
+                                    run.eos, run.gen_dtype, [row_seed(cfg.seed, step, i) for i in mine])
         t_gen = time.time() - t0
         # ---- M-step (or the GRPO update) -------------------------------------------------------------------
         run.opt.zero_grad(set_to_none=True)
@@ -914,8 +918,9 @@ def train(cfg: Config) -> str:
 
 
 def run_eval(run, step: int) -> dict:
-    return evaluate(run.model, run.tok, run.task, run.eval_set, run.cfg, run.eos, row_seed(run.cfg.seed, step, 7919),
-                    run.dtype)
+    lm.refresh(run.gen, run.model)
+    return evaluate(run.gen, run.tok, run.task, run.eval_set, run.cfg, run.eos, row_seed(run.cfg.seed, step, 7919),
+                    run.gen_dtype)
 
 
 def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen: float) -> None:
@@ -965,7 +970,7 @@ def setup(cfg: Config) -> SimpleNamespace:
     train_set, test_set = task.load("train"), task.load("test")
     if not train_set:
         raise UserError(f"task {cfg.task!r} has no training examples")
-    device, dtype = device_and_dtype(cfg.device, cfg.dtype, cfg.gen_cache)
+    device, dtype = device_and_dtype(cfg.device, cfg.dtype, cfg.gen_cache, cfg.gen_weights)
     torch.manual_seed(cfg.seed)
     model, tok, eos = load_for_training(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg,
                                         device, dtype)
@@ -979,7 +984,9 @@ def setup(cfg: Config) -> SimpleNamespace:
     prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None   # --e-prior initial
     if resume:
         restore_copies(resume[0], model, teacher_copy, prior_copy)
-    for m in (model, teacher_copy, prior_copy):     # torchrun --dist fsdp: each one sharded over the ranks
+    gen_model = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False) if cfg.gen_weights == "bf16" \
+        else None                                   # --gen-weights bf16: what generate runs (lm.refresh)
+    for m in (model, teacher_copy, prior_copy, gen_model):   # torchrun --dist fsdp: each one sharded over the ranks
         if m is not None:
             lm.shard(m, cfg.dist)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -988,6 +995,7 @@ def setup(cfg: Config) -> SimpleNamespace:
         pad=tok.pad_token_id, dtype=dtype, run_dir=run_dir, state=state, teacher_copy=teacher_copy,
         prior_copy=prior_copy, teacher=model if teacher_copy is None else teacher_copy,   # VPD, SDPO-live: the model
         prior=model if prior_copy is None else prior_copy,                                # dynamic prior: the student
+        gen=model if gen_model is None else gen_model, gen_dtype=dtype if gen_model is None else torch.float32,
         opt=opt, e_opt=e_optimizer(model, cfg, opt) if cfg.algo == "vpd" else None, data_rng=random.Random(),
         recent=[], warned=set())
     if resume:

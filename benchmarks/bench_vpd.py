@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import ctypes
 import gc
+import inspect
 import os
 import random
 import resource
@@ -240,8 +241,9 @@ def generate(model, tok, prompts, n, new_tokens, mode, device, eos, dtype):
     """Rollouts through vpd.sample (one batched call, or one call per prompt for mode per-prompt)."""
     with forced_generate(model, new_tokens, **gen_options(mode, device)):
         if mode == "per-prompt":
-            return [s for p in prompts for s in vpd.sample(model, tok, [p], n, new_tokens, 1.0, 1.0, eos, dtype)]
-        return vpd.sample(model, tok, prompts, n, new_tokens, 1.0, 1.0, eos, dtype)
+            return [s for i, p in enumerate(prompts)
+                    for s in vpd.sample(model, tok, [p], n, new_tokens, 1.0, 1.0, eos, dtype, *seeds([i]))]
+        return vpd.sample(model, tok, prompts, n, new_tokens, 1.0, 1.0, eos, dtype, *seeds(range(len(prompts))))
 
 
 def make_rollouts(prompts, teacher_prompts, samples, group_size: int, rng: random.Random) -> list[vpd.Rollout]:
@@ -288,6 +290,16 @@ def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, p
 # ================================================================================================================
 # Benchmarks
 # ================================================================================================================
+def seeds(indices) -> list:
+    """vpd.sample's per-prompt seeds where it takes them (older vpd.py: none)."""
+    return [list(indices)] if "seeds" in inspect.signature(vpd.sample).parameters else []
+
+
+def new_e_step() -> bool:
+    """vpd.py whose e_step steps the optimizer itself (with its trust region's line search)."""
+    return "opt" in inspect.signature(vpd.e_step).parameters
+
+
 def e_optimizer(vpd, model, cfg, opt):
     """The E-step's own optimizer, built as vpd.py's training loop builds it (a --vpd-path older than it: the
     M-step's AdamW, which that code shared)."""
@@ -321,7 +333,8 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     teacher = teacher_copy if teacher_copy is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
     state = {"step": 0, "skipped": 0, "beta": cfg.e_beta, "delta": 0.0, "delta_count": 0}
-    e_state = vpd.EState(cfg.e_beta, cfg.lr) if hasattr(vpd, "EState") else state   # (older vpd.py: a dict)
+    e_state = (vpd.EState(cfg.lr) if new_e_step() else vpd.EState(cfg.e_beta, cfg.lr) if hasattr(vpd, "EState")
+               else state)   # (older vpd.py: a dict)
     e_opt = e_optimizer(vpd, model, cfg, opt)
     ph = Phases(mem, device)
     nparams = sum(p.numel() for p in model.parameters())
@@ -359,10 +372,14 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
                 vpd.ema_update(teacher_copy, model, cfg.ema_tau)
         if algo == "vpd":   # the E-step runs every e_every steps in training; here every step, to measure it
             opt.zero_grad(set_to_none=True)
-            with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
-                e = vpd.e_step(model, model, rollouts, cfg, e_state, pad, args.compute_dtype)
-            with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
-                vpd.optimizer_step(model, e_opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
+            if new_e_step():   # gradient, optimizer step and the trust region's reading(s) in one call
+                with ph.phase(f"E-step (vpd.e_step, mb={micro}, with its update)", ntok):
+                    vpd.e_step(model, model, e_opt, rollouts, cfg, e_state, pad, args.compute_dtype)
+            else:
+                with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
+                    e = vpd.e_step(model, model, rollouts, cfg, e_state, pad, args.compute_dtype)
+                with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
+                    vpd.optimizer_step(model, e_opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:
             for key in ("seconds", "cpu"):
                 step_s = sum(r[key] for r in ph.rows if not r["name"].startswith("E-step"))
@@ -472,7 +489,7 @@ def main(argv=None) -> int:
     p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "
                    "the student's own weights")
     p.add_argument("--logit-chunk", type=int, help="vpd.Config.logit_chunk (default: vpd.py's)")
-    p.add_argument("--e-optimizer", choices=["adamw", "m-precond", "sign"],
+    p.add_argument("--e-optimizer", choices=["shared", "adamw", "m-precond", "sign"],
                    help="vpd.Config.e_optimizer (default: vpd.py's)")
     p.add_argument("--vpd-path", help="directory of the vpd.py to benchmark (default: this checkout's)")
     p.add_argument("--skip-generation", action="store_true", help="random completions instead of vpd.sample "
