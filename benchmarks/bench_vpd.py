@@ -439,19 +439,24 @@ def bench_generation(args, device, mem: Mem) -> None:
     ntok = args.prompts * args.group_size * args.new_tokens
     ph = Phases(mem, device)
     base = None
+    bf16 = None
     for mode in args.gen_modes:
         warm = {}
-        if mode == "static-compile":   # compile on a first call (its time is reported), then measure
+        # bf16-*: vpd.py's --gen-weights bf16, a bf16 copy of the weights run without autocast
+        if mode.startswith("bf16-") and bf16 is None:
+            bf16 = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False)
+        gen, dtype, kind = (bf16, torch.float32, mode[5:]) if mode.startswith("bf16-") else \
+            (model, args.compute_dtype, mode)
+        if kind == "static-compile":   # compile on a first call (its time is reported), then measure
             prompts = random_prompts(args.prompts, args.prompt_len, vocab, avoid, rng)
             with ph.phase(f"{mode} (first call: compilation)", ntok, record=False) as warm:
-                generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos, args.compute_dtype)
+                generate(gen, tok, prompts, args.group_size, args.new_tokens, kind, device, eos, dtype)
         times = []
         for rep in range(args.gen_reps):
             prompts = random_prompts(args.prompts, args.prompt_len, vocab, avoid, rng)
             torch.manual_seed(args.seed + rep)
             with ph.phase(mode, ntok, record=False) as info:
-                out = generate(model, tok, prompts, args.group_size, args.new_tokens, mode, device, eos,
-                               args.compute_dtype)
+                out = generate(gen, tok, prompts, args.group_size, args.new_tokens, kind, device, eos, dtype)
             assert all(len(c) == args.new_tokens for c, _, _ in out)
             times.append(info)
         best = min(times, key=lambda i: i["seconds"])
@@ -483,7 +488,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2, help="steps per algo; the last one is reported (the first "
                    "allocates AdamW state)")
     p.add_argument("--gen-modes", default="", help="generation comparison: comma list of dynamic, per-prompt, "
-                   "static, static-compile (the first is the baseline)")
+                   "static, static-compile, and bf16-<one of those>: the same with a bf16 copy of the weights (--gen-weights bf16); "
+                   "the first is the baseline")
     p.add_argument("--gen-reps", type=int, default=2)
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "

@@ -20,3 +20,8 @@ timeout 90 $B --algo vpd --prompts 2 --group-size 8 --new-tokens 256 --prompt-le
 # 3. Generation options: dynamic cache (vpd.py today), one call per prompt, static cache, static cache + compile.
 timeout 150 $B --algo none --prompts 4 --group-size 8 --new-tokens 256 --prompt-len 128 --gen-reps 1 \
     --gen-modes dynamic,per-prompt,static,static-compile || echo "run 3 failed or timed out (rc $?)"
+# 3b. The default (dynamic cache under bf16 autocast) against --gen-weights bf16 with a static cache and compile, at
+#     the size (4 prompts x 8 rollouts x 512 tokens). Bandwidth bound: every decode step reads all weights
+#     once (0.99 GB in bf16 for 494M parameters), so tokens/s <= 32 rows x bandwidth / 0.99 GB.
+timeout 200 $B --algo none --prompts 4 --group-size 8 --new-tokens 512 --prompt-len 128 --gen-reps 1 \
+    --gen-modes dynamic,bf16-dynamic,bf16-static,bf16-static-compile || echo "run 3b failed or timed out (rc $?)"
