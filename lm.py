@@ -331,8 +331,18 @@ def refresh(gen, model) -> None:
     """--gen-weights bf16: the generation copy takes the training weights (cast to bf16; shard by shard under
     FSDP2). Nothing when generation uses the training model itself."""
     if gen is not model:
+        reshard(gen, model)
         for g, p in zip(gen.parameters(), model.parameters()):
             g.copy_(p)
+
+
+def reshard(*models) -> None:
+    """FSDP2 keeps a root's parameters gathered after a forward that no backward follows (the LM head is applied
+    after the root's forward). Before weights are changed or copied shard by shard, they are resharded here, so
+    that the next forward gathers the new values. Nothing for a model that is not sharded."""
+    for m in models:
+        if m is not None and _is_sharded(m):
+            m.reshard()
 
 
 def average_gradients(model) -> None:

@@ -997,7 +997,8 @@ def _support_kl(before, after, rows, pad, k):
             q = vpd.completion_logits(after, [r.teacher_ids], comp, 1.0, pad, F32)[0].softmax(-1).double()
             for t in range(len(r.completion_ids)):
                 idx = p[t].topk(k).indices
-                pk, qk = p[t][idx].tolist() + [1 - p[t][idx].sum().item()], q[t][idx].tolist() + [1 - q[t][idx].sum().item()]
+                pk = p[t][idx].tolist() + [1 - p[t][idx].sum().item()]
+                qk = q[t][idx].tolist() + [1 - q[t][idx].sum().item()]
                 total += kl_py(pk, qk)
                 n += 1
     return total / n
@@ -1141,8 +1142,8 @@ def test_critique_replaces_feedback_of_failed_rollouts_only(tiny, monkeypatch):
         return [([7], "  the answer names the digit  ", False) for _ in queries]
 
     monkeypatch.setattr(vpd, "sample", fake_sample)
-    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy", group_size=2), [0], F32,
-                      [11])
+    vpd.add_critiques(model, tok, task, [ex, ex], [fail, win], vpd.Config(model="tiny", task="toy", group_size=2),
+                      [0], F32, [11])
     assert fail.feedback == "the answer names the digit"     # the critique is the failed rollout's feedback
     assert win.feedback == ""                                # successes get no critique
     (query,) = seen["queries"]                               # one critique request: the failure's
@@ -1724,7 +1725,8 @@ def test_end_of_turn_ids_other_template_styles(tiny):
     assert lm.end_of_turn_ids(tok) == [end_of_turn]
     tok.add_tokens(["\n"])                       # as in Gemma's GGUF tokenizer: "\n" an added, non-special token
     assert not tok.added_tokens_decoder[tok.convert_tokens_to_ids("\n")].special
-    assert tok("<end_of_turn>\n", add_special_tokens=False)["input_ids"] == [end_of_turn, tok.convert_tokens_to_ids("\n")]
+    newline = tok.convert_tokens_to_ids("\n")
+    assert tok("<end_of_turn>\n", add_special_tokens=False)["input_ids"] == [end_of_turn, newline]
     assert lm.end_of_turn_ids(tok) == [end_of_turn]          # the newline after the end of turn is no stop id
     tok.add_tokens(["[END]"])                                  # an end-of-turn token that is added but not special:
     tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}[END]\n{% endfor %}"

@@ -256,7 +256,7 @@ class Config:
                                "an update moving it over 2x this is halved")
     e_delta_decay: float = arg(0.5, "BCO's delta: weight of the earlier E-steps' rollouts, per E-step")
     e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
-    e_lr: float = arg(None, "the E-step's initial learning rate (default: --lr); the trust region adapts it", type=float)
+    e_lr: float = arg(None, "the E-step's initial lr (default: --lr); the trust region adapts it", type=float)
     e_optimizer: str = arg("shared", "the E-step's optimizer: the M-step's AdamW (shared), its own AdamW, or "
                            "m-precond (no state)", choices=["shared", "adamw", "m-precond"])
     e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
@@ -669,6 +669,7 @@ def teacher_move(model, rows, weights, ref: list, cfg: Config, pad: int, dtype) 
         logq.append((torch.cat(parts, 1) * mask).sum(1))
         ntok += mask.sum().item()
     move, ntok = all_sum([move, ntok])
+    lm.reshard(model)                                # the line search changes the weights next
     return move / max(ntok, 1), torch.cat(logq)
 
 
@@ -902,6 +903,7 @@ def train(cfg: Config) -> str:
             m = m_step(model, run.teacher, rollouts, cfg, pad, dtype)
         m.update(optimizer_step(model, run.opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
         if run.teacher_copy is not None and cfg.teacher == "ema":
+            lm.reshard(run.teacher_copy, model)
             ema_update(run.teacher_copy, model, cfg.ema_tau)
         # ---- E-step every F steps on the rollouts buffered since the last one -------------------------------
         if cfg.algo == "vpd":

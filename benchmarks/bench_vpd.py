@@ -488,8 +488,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2, help="steps per algo; the last one is reported (the first "
                    "allocates AdamW state)")
     p.add_argument("--gen-modes", default="", help="generation comparison: comma list of dynamic, per-prompt, "
-                   "static, static-compile, and bf16-<one of those>: the same with a bf16 copy of the weights (--gen-weights bf16); "
-                   "the first is the baseline")
+                   "static, static-compile, and bf16-<one of those>: the same with a bf16 copy of the weights "
+                   "(--gen-weights bf16); the first is the baseline")
     p.add_argument("--gen-reps", type=int, default=2)
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "

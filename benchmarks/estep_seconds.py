@@ -43,7 +43,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = vpd.Config(model=args.model, task="qa", dataset="qa:" + os.path.join(REPO, "data", "science_mc-{split}.jsonl"),
+    data = "qa:" + os.path.join(REPO, "data", "science_mc-{split}.jsonl")
+    cfg = vpd.Config(model=args.model, task="qa", dataset=data,
                      group_size=args.group_size, max_new_tokens=32, temperature=0.6, micro_batch=8, lr=2e-5)
     model, tok, eos = lm.load_for_training(cfg, torch.device("cpu"), torch.float32)
     task = tasks.get_task(cfg.task, cfg.dataset)
@@ -59,7 +60,6 @@ def main():
           f"mean completion {sum(len(r.completion_ids) for r in rows) / n:.1f} tokens", flush=True)
     pad = tok.pad_token_id
     new_opt = vpd.e_optimizer(model, cfg, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
     timings = {"M-step (this vpd.py)": [], "E-step (this vpd.py)": []}
 
     def m_step():
@@ -67,10 +67,18 @@ def main():
         vpd.m_step(model, model, rows[:n // 2], cfg, pad, torch.float32)
         return n // 2
 
-    def e_step():
-        vpd.e_step(model, model, new_opt, rows, cfg, vpd.EState(cfg.lr), pad, torch.float32)
+    es = vpd.EState(cfg.lr)
+
+    def e_step():   # a run's E-step: the lr the controller set after the first one, AdamW state from the M-step
+        out = vpd.e_step(model, model, new_opt, rows, cfg, es, pad, torch.float32)
+        print(f"  kept {out.get('E/step_scale')} of the update, move {out.get('E/teacher_move')}, next lr {es.lr:.2g}")
         return n
 
+    # one untimed M-step + E-step first, so that AdamW has its M-step moments and the controller its lr
+    m_step()
+    vpd.optimizer_step(model, new_opt, cfg.lr, 1.0, 0, {"skipped": 0, "step": 0})
+    e_step()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     runs = [("M-step (this vpd.py)", m_step), ("E-step (this vpd.py)", e_step)]
     if args.old_vpd:
         old = load_old(args.old_vpd)

@@ -62,14 +62,33 @@ def test_two_ranks_take_the_same_step_as_one_process(one_step, mode):
         assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6), k
 
 
+@pytest.mark.parametrize("extra", [["--algo", "vpd", "--e-lr", "0.05", "--e-optimizer", "adamw"],
+                                   ["--algo", "sdpo", "--teacher", "ema"]], ids=["line-search", "sdpo-ema"])
+def test_two_fsdp_ranks_follow_one_process_for_two_steps(tmp_path, extra):
+    """Two steps, so that the second one reads weights the first changed: after an E-step whose update the line
+    search halved or dropped (every halving re-reads the teacher, whose gathered root weights must be fresh), and
+    with SDPO's EMA teacher (a sharded copy updated from the sharded student)."""
+    args = [*STEP, "--steps", 2, "--eval-every", 2, *extra]
+    _run([*args, "--output-dir", tmp_path / "one"])
+    _run([*args, "--output-dir", tmp_path / "two"], nproc=2)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    rows = _metrics(tmp_path / "two")
+    if "vpd" in extra:
+        assert any(r.get("E/step_scale", 1) < 1 for r in rows)             # the line search did halve
+    for one, two in zip(_metrics(tmp_path / "one"), rows):
+        assert two.get("M/loss") == pytest.approx(one.get("M/loss"), rel=1e-4)
+
+
 def test_two_rank_run_logs_once_per_step_and_one_process_resumes_it(tmp_path):
-    """2 ranks, 3 steps, E-step every 2: one metrics line per step; the checkpoint holds both ranks' buffered
-    rollouts of step 3 and optimizer state keyed by names; one process resumes it and its E-step at step 4 reads
-    the 16 buffered rollouts and its own 16."""
+    """2 ranks, 3 steps, E-step every 2, generation on a bf16 copy (its bf16 matmuls depend on the batch's shape,
+    so its rollouts are not compared with one process'): one metrics line per step; the checkpoint holds both ranks'
+    buffered rollouts of step 3 and optimizer state keyed by names; one process resumes it and its E-step at step 4
+    reads the 16 buffered rollouts and its own 16."""
     d = tmp_path / "run"
     res = _run(["--model", "tiny", "--task", "toy", "--steps", 3, "--save-every", 1, "--warmup-steps", 20,
                 "--batch-prompts", 4, "--group-size", 4, "--e-every", 2, "--e-buffer", "all", "--eval-every", 2,
-                "--eval-prompts", 4, "--output-dir", d], nproc=2)
+                "--eval-prompts", 4, "--gen-weights", "bf16", "--output-dir", d], nproc=2)
     assert res.stdout.count("run directory:") == 1                # rank 0 speaks
     assert [m["step"] for m in _metrics(d)] == [0, 1, 2, 3]       # one line per step, written by rank 0
     saved = torch.load(d / "ckpt" / "trainer_state.pt", weights_only=False)
