@@ -341,14 +341,14 @@ def reshard(*models) -> None:
     after the root's forward). Before weights are changed or copied shard by shard, they are resharded here, so
     that the next forward gathers the new values. Nothing for a model that is not sharded."""
     for m in models:
-        if m is not None and _is_sharded(m):
+        if m is not None and is_sharded(m):
             m.reshard()
 
 
 def average_gradients(model) -> None:
     """--dist ddp: every gradient becomes its mean over the ranks (FSDP2 does this in its reduce-scatter)."""
     import torch.distributed as dist
-    if world() == 1 or _is_sharded(model):
+    if world() == 1 or is_sharded(model):
         return
     for p in model.parameters():
         if p.grad is not None:
@@ -356,7 +356,8 @@ def average_gradients(model) -> None:
             p.grad /= world()
 
 
-def _is_sharded(model) -> bool:
+def is_sharded(model) -> bool:
+    """Sharded by lm.shard (FSDP2): its backbone runs through the registered `decoder_states` method."""
     return getattr(model, "decoder_states", None) is not None
 
 
@@ -366,7 +367,7 @@ def full_state(model, opt=None) -> tuple[dict | None, dict | None]:
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                          get_optimizer_state_dict)
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    sd = get_model_state_dict(model, options=opts) if _is_sharded(model) else None
+    sd = get_model_state_dict(model, options=opts) if is_sharded(model) else None
     if sd is not None and getattr(model.config, "tie_word_embeddings", False):   # saved once, as save_pretrained does
         head = next(n for n, m in model.named_modules() if m is model.get_output_embeddings())
         sd.pop(f"{head}.weight", None)
@@ -388,7 +389,3 @@ def load_optimizer_state(model, opt, saved: dict) -> None:
 def rank() -> int:
     import torch.distributed as dist
     return dist.get_rank() if dist.is_initialized() else 0
-
-
-def is_sharded(model) -> bool:
-    return _is_sharded(model)
