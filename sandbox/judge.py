@@ -1,9 +1,9 @@
 """Code judge, the trainer's half: turn a completion into a judge job, run it in the sandbox, decode what comes back
 as plain data, compare it here and write the feedback an online judge would. The half that runs inside the sandbox
-is judge_child.py; the sandbox is sandbox.py. Used by tasks.CodeTask:
+is judge_child.py; the sandbox is process.py. Used through sandbox.judge (sandbox/__init__.py):
 
     job = make_job(example, completion, timeout=None)   # None: the completion holds no code
-    records, result = run_job(job)                       # the test records and the candidate's SandboxResult
+    records, result = run_job(job, mode)                 # the test records and the candidate's SandboxResult
     reward, feedback, info = verdict(example, records, result, job)
 
 Threat model. The completion is adversarial: inside the sandbox it may patch anything (builtins, json, sys), walk
@@ -26,8 +26,8 @@ import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-import judge_child
-from sandbox import SandboxResult, run_program
+from . import judge_child
+from .process import SandboxResult, run_program
 
 _CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "judge_child.py")
 _CHILD_SOURCE: list[str] = []
@@ -84,21 +84,21 @@ def _child_source() -> str:
     return _CHILD_SOURCE[0]
 
 
-def run_job(job: dict) -> tuple[list[dict], SandboxResult]:
-    """Run one judge job: (the records written to a descriptor only the judge holds, the candidate's result)."""
+def run_job(job: dict, mode: str | None = None) -> tuple[list[dict], SandboxResult]:
+    """Run one judge job in the sandbox's `mode` (process.self_test): (the records written to a descriptor only the
+    judge holds, the candidate's result)."""
     with tempfile.TemporaryFile() as rec:
         rec_fd, src = os.dup(rec.fileno()), _child_source()
         if "serve" not in job:
             res = run_program(src, json.dumps(job["tests"]), job["timeout"], max_file_mb=32, argv=[str(rec_fd)],
-                              pass_fds=(rec_fd,))
+                              pass_fds=(rec_fd,), mode=mode)
         else:
             (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
             with ThreadPoolExecutor(1) as pool:
                 candidate = pool.submit(run_program, src, json.dumps(job["serve"]), job["timeout"] + 1,
-                                        argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w))
-                run_program(src, json.dumps(job["check"]), job["timeout"] + 3, argv=[str(req_w), str(resp_r),
-                                                                                       str(rec_fd)],
-                            pass_fds=(req_w, resp_r, rec_fd))
+                                        argv=[str(req_r), str(resp_w)], pass_fds=(req_r, resp_w), mode=mode)
+                run_program(src, json.dumps(job["check"]), job["timeout"] + 3,
+                            argv=[str(req_w), str(resp_r), str(rec_fd)], pass_fds=(req_w, resp_r, rec_fd), mode=mode)
                 res = candidate.result()
         rec.seek(0)
         lines = rec.read(RECORDS_CAP).decode("utf-8", errors="replace").splitlines()

@@ -1,4 +1,4 @@
-"""Bootstrap of the code sandbox (sandbox.run_program): `python -I -S sandbox_boot.py CONFIG_JSON`.
+"""Bootstrap of the code sandbox (process.run_program): `python -I -S boot.py CONFIG_JSON`.
 
 The trainer starts it with stdin/stdout/stderr on files it opened itself and the program's source on descriptor
 cfg["source_fd"]. Standard library only; everything here runs before any untrusted code.

@@ -1,7 +1,7 @@
 """Sandbox: run an untrusted python program in a contained child process (standard library only).
 
 Isolated mode (the default; works for root and for ordinary users through user namespaces): the bootstrap
-sandbox_boot.py (next to this file) puts the program in new mount, pid, network, IPC and UTS namespaces (plus a user
+boot.py (next to this file) puts the program in new mount, pid, network, IPC and UTS namespaces (plus a user
 namespace when not root). The program sees a minimal root: read-only binds of /usr, /bin, /lib*, a few /etc files,
 /dev/null & co. and the python installation (wherever it lives), a fresh /proc, and a size-limited tmpfs /tmp where
 it runs (/tmp/run). Home, the repository, checkpoints, tokens and the trainer's files do not exist there; the
@@ -14,15 +14,16 @@ only after that. Memory of the whole process tree is bounded by memory_mb when t
 cgroups (root, cgroup v1 or v2 with the memory controller delegated); elsewhere only each process is (RLIMIT_AS),
 so a tree may use up to max_processes x memory_mb. Input, output and the source travel through files the trainer
 opened (and unlinked) before the run: nothing the program names, plants or links is ever opened by the trainer.
-`sandbox_self_test` (run by CodeTask at start-up) checks that a trivial program runs; where namespaces do not work
-it refuses with a one-line SandboxError unless ALLOW_WEAK_SANDBOX (vpd.py --unsafe-sandbox) accepts weak mode: the
+`self_test(allow_weak)` (run by CodeTask at start-up) checks that a trivial program runs; where namespaces do not
+work it refuses with a one-line SandboxError unless allow_weak (vpd.py --unsafe-sandbox) accepts weak mode: the
 same rlimits and no_new_privs in a host temporary directory, as root under the run's uid (whose processes are
 killed afterwards), but with the user's files and the network in reach.
 
-    result = run_program(code, stdin="", timeout=5.0, memory_mb=1024, ...)   # -> SandboxResult; never raises
-    results = run_many([{"code": ...}, ...])                                  # the same, in a thread pool
+    mode = self_test(allow_weak=False)                                       # "isolated" (or "weak"), or raises
+    result = run_program(code, stdin="", timeout=5.0, memory_mb=1024, mode=mode, ...)   # SandboxResult; never raises
+    results = run_many([{"code": ..., "mode": mode}, ...])                   # the same, in a thread pool
 
-`python sandbox.py --bench` prints the sandbox's per-program overhead.
+`python -m sandbox.process --bench` prints the sandbox's per-program overhead.
 """
 from __future__ import annotations
 
@@ -47,8 +48,7 @@ class SandboxError(ValueError):
 SANDBOX_UID_BASE = int(os.environ.get("VPD_SANDBOX_UID_BASE", "60100"))
 SANDBOX_SLOTS = 256
 OUTPUT_CAP = 64 * 1024          # bytes of stdout/stderr read back into memory
-ALLOW_WEAK_SANDBOX = False      # vpd.py --unsafe-sandbox: accept weak mode where namespaces do not work
-_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_boot.py")
+_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot.py")
 _ETC = ("alternatives", "group", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
         "passwd")
 _state: dict = {}               # computed once per process: mode, base dir, root layout, memory cgroup
@@ -234,30 +234,30 @@ def _classify(returncode: int | None, timed_out: bool, stderr: str, oom: bool) -
     return f"runtime error (exit code {returncode})"
 
 
-def sandbox_self_test() -> str:
+def self_test(allow_weak: bool = False) -> str:
     """Run `print(6 * 7)` in the sandbox (once per process) and return the mode: "isolated", or "weak" when
-    namespaces do not work here and ALLOW_WEAK_SANDBOX accepts it. Otherwise a one-line SandboxError."""
-    if "mode" in _state:
-        return _state["mode"]
-    with _state_lock:
-        if "mode" not in _state:
-            _state.update(base=_base_dir(), layout=_root_layout(), cgroup=_memory_cgroup() if os.geteuid() == 0
-                          else None)
-            why = "disabled by VPD_SANDBOX_NO_NAMESPACES=1" if os.environ.get("VPD_SANDBOX_NO_NAMESPACES") == "1" \
-                else _probe("isolated")
-            if why and not ALLOW_WEAK_SANDBOX:
-                raise SandboxError(f"sandbox: untrusted code cannot be isolated here ({why}); allow unprivileged user "
-                                "namespaces (`unshare -Urmnpi true` must work), or accept weaker isolation (no "
-                                "hidden files, network reachable) with --unsafe-sandbox")
-            weak_why = _probe("weak") if why else ""
-            if weak_why:
-                raise SandboxError(f"sandbox: even a trivial program does not run here ({weak_why}); "
-                                f"check that {sys.executable} is readable and executable")
-            if why:
-                print(f"warning: sandbox without namespaces ({why}): model code can read your files and reach the "
-                      "network (--unsafe-sandbox)", file=sys.stderr)
-            _state["mode"] = "weak" if why else "isolated"
-    return _state["mode"]
+    namespaces do not work here and `allow_weak` accepts it. Otherwise a one-line SandboxError."""
+    if "why" not in _state:
+        with _state_lock:
+            if "why" not in _state:
+                _state.update(base=_base_dir(), layout=_root_layout(), cgroup=_memory_cgroup() if os.geteuid() == 0
+                              else None)
+                why = "disabled by VPD_SANDBOX_NO_NAMESPACES=1" if os.environ.get("VPD_SANDBOX_NO_NAMESPACES") == "1" \
+                    else _probe("isolated")
+                _state.update(why=why, weak_why=_probe("weak") if why else "")
+    why, weak_why = _state["why"], _state["weak_why"]
+    if why and not allow_weak:
+        raise SandboxError(f"sandbox: untrusted code cannot be isolated here ({why}); allow unprivileged user "
+                           "namespaces (`unshare -Urmnpi true` must work), or accept weaker isolation (no "
+                           "hidden files, network reachable) with --unsafe-sandbox")
+    if weak_why:
+        raise SandboxError(f"sandbox: even a trivial program does not run here ({weak_why}); "
+                           f"check that {sys.executable} is readable and executable")
+    if why and not _state.get("warned"):
+        _state["warned"] = True
+        print(f"warning: sandbox without namespaces ({why}): model code can read your files and reach the "
+              "network (--unsafe-sandbox)", file=sys.stderr)
+    return "weak" if why else "isolated"
 
 
 def _close_quietly(fd: int) -> None:
@@ -270,7 +270,7 @@ def _close_quietly(fd: int) -> None:
 def _probe(mode: str) -> str:
     """"" when a trivial program runs and prints right in `mode`, else the reason in one line."""
     try:
-        r = run_program("print(6 * 7)", timeout=30, _mode=mode)
+        r = run_program("print(6 * 7)", timeout=30, mode=mode)
     except OSError as e:
         return str(e)
     return "" if r.ok and r.stdout == "42\n" else ((r.stderr.strip().splitlines() or [r.status])[-1])[:300]
@@ -278,15 +278,16 @@ def _probe(mode: str) -> str:
 
 def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int = 1024, max_processes: int = 32,
                 max_file_mb: int = 16, max_open_files: int = 64, argv: list[str] | None = None,
-                pass_fds: tuple[int, ...] = (), _mode: str = "") -> SandboxResult:
+                pass_fds: tuple[int, ...] = (), mode: str | None = None) -> SandboxResult:
     """Run `code` as a python program in the sandbox described above; never raises for anything the program does.
-    pass_fds: descriptors the program inherits under the same numbers (pipes or files the caller opened); they are
+    mode: what self_test returned ("isolated" or "weak"); None runs self_test(allow_weak=False) first. pass_fds: descriptors the program inherits under the same numbers (pipes or files the caller opened); they are
     handed over: run_program closes the caller's copies when it returns."""
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
         for fd in pass_fds:
             stack.callback(_close_quietly, fd)
-        mode, base, root = _mode or sandbox_self_test(), _state["base"], os.geteuid() == 0
+        mode = mode or self_test()
+        base, root = _state["base"], os.geteuid() == 0
         uid = SANDBOX_UID_BASE + stack.enter_context(_Slot(base)).number if root else -1
         fin, fout, ferr, fsrc = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(4))
         for f, text in ((fin, stdin), (fsrc, code)):
@@ -346,7 +347,7 @@ def run_many(jobs: list[dict], workers: int | None = None) -> list[SandboxResult
 
 
 def _bench_sandbox(n: int = 50) -> None:
-    mode = sandbox_self_test()
+    mode = self_test()
     t0 = time.monotonic()
     for _ in range(n):
         run_program("pass")
