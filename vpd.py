@@ -234,7 +234,7 @@ PRESETS = {  # task-specific defaults; anything given on the command line wins
     "qa": dict(max_new_tokens=64),
 }
 PRESET_HELP = ("Task presets set the defaults marked 'presets:'; a flag given on the command line wins. Why each "
-               "value: README (knobs, 'Why the toy preset is what it is') and docs/algorithm.md.")
+               "value: docs/algorithm.md (§8 the paper's settings, §10 the toy).")
 FEEDBACK_SOURCES = ("env", "sibling", "critique")
 
 

@@ -268,7 +268,7 @@ def test_sandbox_bounds_the_memory_of_a_process_tree():
     """Four children of 200 MB each stay under the per-process limit (300 MB) but not together."""
     sandbox_lib.self_test()
     if not sandbox_lib.process._state["cgroup"]:
-        pytest.skip("no writable memory cgroup here: a tree is bounded by max_processes x memory_mb (README)")
+        pytest.skip("no writable memory cgroup here: a tree is bounded by max_processes x memory_mb (docs/sandbox.md)")
     code = ("import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
             "        x = b'1' * (200 << 20)\n        time.sleep(2)\n        os._exit(0)\n    pids.append(pid)\n"
             "print(sum(os.waitpid(p, 0)[1] == 0 for p in pids), 'children finished')")

@@ -11,6 +11,11 @@ import tasks
 from tasks import TaskError, get_task
 
 
+def _extracts(extract, cases: dict) -> None:
+    for text, want in cases.items():
+        assert extract(text) == want, text
+
+
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
@@ -51,8 +56,7 @@ def test_extract_choice():
              "**Answer:** C": "C", "**Final Answer:** C": "C", "The answer is: B": "B", "<answer>\nB\n</answer>": "B",
              "Thinking...\nD\n\nI am sure.": "D", "Answer: C. Note that option (A) is incorrect.": "C",
              "Answer: C\nWhy not (A)? (A) is too big.\nA": "C", "Options:\nA. x\nB. y": ""}
-    for text, want in cases.items():
-        assert tasks.extract_choice(text) == want, text
+    _extracts(tasks.extract_choice, cases)
 
 
 def test_science_embedded_set_split_and_feedback():
@@ -111,8 +115,7 @@ def test_extract_number():
              "\\boxed{x} so 9": "9", "from 5-3 we get 2": "2", "answer: 7.0": "7", "\\boxed{1{,}234}": "1234",
              "\\boxed{1\\,234}": "1234", "it is \u22125 degrees": "-5", "\\boxed{\u221212}": "-12",
              "The answer is 18. Note: 2 steps": "18", "Final answer: $1,200, in 3 weeks": "1200"}
-    for text, want in cases.items():
-        assert tasks.extract_number(text) == want, text
+    _extracts(tasks.extract_number, cases)
 
 
 def test_math_generator_deterministic_and_feedback():
