@@ -9,11 +9,10 @@ judge's half inside the sandbox. docs/sandbox.md: the threat model, the isolatio
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from .judge import extract_code, make_job, no_code, run_job, verdict
-from .process import SandboxError, SandboxResult, run_many, run_program, self_test
+from .process import SandboxError, SandboxResult, pool_size, run_many, run_program, self_test
 
 __all__ = ["SandboxError", "SandboxResult", "extract_code", "grade", "run_many", "run_program", "self_test"]
 
@@ -25,7 +24,6 @@ def grade(examples: list[dict], completions: list[str], mode: str, timeout: floa
     gets reward 0 and says so. timeout: per-test limit for every example (default: each example's own)."""
     jobs = [make_job(e, c, timeout) for e, c in zip(examples, completions)]
     runnable = [j for j in jobs if j is not None]
-    workers = workers or min(len(runnable), max(2, (os.cpu_count() or 2) * 2)) or 1
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers or pool_size(len(runnable))) as pool:
         results = iter(list(pool.map(lambda job: run_job(job, mode), runnable)))
     return [verdict(e, *next(results), j) if j else no_code() for e, j in zip(examples, jobs)]

@@ -339,10 +339,15 @@ def run_program(code: str, stdin: str = "", timeout: float = 5.0, memory_mb: int
                          time.monotonic() - t0)
 
 
+def pool_size(n_jobs: int) -> int:
+    """Threads for n_jobs sandboxed programs: twice the CPUs (each thread mostly waits on its child), at least 2,
+    at most one per job, and never 0."""
+    return min(n_jobs, max(2, (os.cpu_count() or 2) * 2)) or 1
+
+
 def run_many(jobs: list[dict], workers: int | None = None) -> list[SandboxResult]:
     """run_program(**job) for each job, in a thread pool (the work happens in child processes)."""
-    workers = workers or min(len(jobs), max(2, (os.cpu_count() or 2) * 2)) or 1
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers or pool_size(len(jobs))) as pool:
         return list(pool.map(lambda job: run_program(**job), jobs))
 
 
