@@ -9,6 +9,7 @@ Prints a markdown table: student pass@1 over prompts x eval samples x K, and tea
 answer of the K evaluations (one per prompt whose first student sample failed), with their counts.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -48,19 +49,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--no-start", action="store_true", help="leave out the starting models' rows")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     print("| run | student pass@1 | teacher success (answers) |\n|---|---|---|")
     starts = set()
     for run in args.runs:
         saved = json.load(open(os.path.join(run, "config.json")))
-        fields = {f for f in vpd.Config.__dataclass_fields__}
+        fields = {f.name for f in dataclasses.fields(vpd.Config)}     # a run from an older commit may have more keys
         cfg = vpd.Config(**{k: v for k, v in saved.items() if k in fields})
         rows = [(os.path.basename(run.rstrip("/")), os.path.join(run, "ckpt"))]
         if cfg.model not in starts and not args.no_start:
             starts.add(cfg.model)
             rows.insert(0, (f"start ({os.path.basename(cfg.model.rstrip('/'))})", cfg.model))
         for name, path in rows:
-            p1, t, n = evaluate_model(vpd.Config(**{**vars(cfg), "model": path}), args.seeds)
+            p1, t, n = evaluate_model(dataclasses.replace(cfg, model=path), args.seeds)
             print(f"| {name} | {p1:.2f} | {t:.2f} ({n}) |", flush=True)
 
 
