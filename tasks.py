@@ -560,21 +560,33 @@ _WEAK_ANSWER = [     # mentions that count only when no strong marker is there
 ]
 
 
+def strong_letters(completion: str, letters: str = "ABCD") -> list[str]:
+    """The distinct letters that strong markers (\\boxed{B}, <answer>B</answer>, "Answer: B", "the answer is B")
+    name, in the order their markers end. More than one means the reply hedges."""
+    found = sorted((m.end(), m.group(1).upper()) for pattern in _STRONG_ANSWER
+                   for m in re.finditer(pattern, completion))
+    return list(dict.fromkeys(letter for _, letter in found if letter in letters))
+
+
 def extract_choice(completion: str, letters: str = "ABCD") -> str:
     """The chosen letter, or "" if none is clearly marked. Rule: the strong marker that ends LAST in the text --
     \\boxed{B}, <answer>B</answer>, "answer is B" / "Answer: B" / "**Final Answer:** B" / "The answer is: B"; with
     none, the weak mention that ends last -- "option B", "(B)", a line that is only "B"/"B.", a reply that starts
-    with "B.". Letters outside the example's options are ignored; a bare letter inside a sentence is no answer."""
-    for patterns in (_STRONG_ANSWER, _WEAK_ANSWER):
-        best, best_end = "", -1
-        for pattern in patterns:
-            for m in re.finditer(pattern, completion):
-                letter = m.group(1).upper()
-                if letter in letters and m.end() > best_end:
-                    best, best_end = letter, m.end()
-        if best:
-            return best
-    return ""
+    with "B.". Strong markers that name two different letters ("The answer is B. ... The answer is D") are a hedge,
+    not an answer: "". Letters outside the example's options are ignored; a bare letter inside a sentence is no
+    answer."""
+    strong = strong_letters(completion, letters)
+    if len(strong) > 1:
+        return ""
+    if strong:
+        return strong[-1]
+    best, best_end = "", -1
+    for pattern in _WEAK_ANSWER:
+        for m in re.finditer(pattern, completion):
+            letter = m.group(1).upper()
+            if letter in letters and m.end() > best_end:
+                best, best_end = letter, m.end()
+    return best
 
 
 class ScienceTask(Task):
@@ -604,8 +616,13 @@ class ScienceTask(Task):
         info = {"answer": got}
         if got == right:
             return Score(1.0, "", info)
-        said = f"You answered {got} ({ex['options'][letters.index(got)]})" if got else \
-            "No answer letter was found in your reply (write e.g. \"Answer: B\")"
+        hedged = strong_letters(completion, letters)
+        if got:
+            said = f"You answered {got} ({ex['options'][letters.index(got)]})"
+        elif len(hedged) > 1:
+            said = f"You gave more than one answer ({', '.join(hedged)})"
+        else:
+            said = "No answer letter was found in your reply (write e.g. \"Answer: B\")"
         text = f"{said}, which is wrong. The correct answer is {right} ({ex['options'][letters.index(right)]})."
         if ex.get("explanation"):
             text += f" {ex['explanation'].strip()}"
@@ -755,6 +772,7 @@ class QATask(Task):
     Scoring (reward 1 or 0). normalise = lower case, accents dropped, whitespace collapsed, markdown * and `,
     surrounding quotes and end punctuation .,;:!? removed. The *candidate* is the text after the last "answer is" /
     "answer:" marker up to the end of that line when the reply has one, else the whole reply. The reply is correct when
+    one of 1-4 holds, and 5:
       1. exact: normalise(candidate) == normalise(answer); when both are a single number they are compared as
          numbers (1,000 == 1000.0); or, where the short answer is unambiguous inside a longer reply,
       2. number answer: the distinct numbers in the candidate, leaving out values that occur in the question
@@ -762,9 +780,12 @@ class QATask(Task):
       3. text answer without choices: normalise(answer) occurs in normalise(candidate) as a whole phrase (not inside
          a longer word: "Paris" matches "It is Paris." but not "Parisian");
       4. with choices: the candidate starts with a letter ("B", "(B)", "B." , "B)") of an option, or else exactly one
-         option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong.
-    Feedback of a wrong reply: what it answered (the candidate's first line, capped), the correct answer, and the
-    explanation when the row has one. A right reply gets no feedback.
+         option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong;
+      5. and the reply does not hedge: if its answer markers are directly followed by two different answers (options,
+         or numbers other than the question's), it is wrong whichever comes last -- "The answer is B. The answer is
+         D. The answer is B." would otherwise score by its last marker alone.
+    Feedback of a wrong reply: what it answered (the candidate's first line, capped; or the answers of a hedge), the
+    correct answer, and the explanation when the row has one. A right reply gets no feedback.
     """
     name = "qa"
     max_new_tokens = 64
@@ -838,15 +859,49 @@ class QATask(Task):
         return f"{ex['question']}{opts}\n\n{self.instruction}"
 
     @staticmethod
+    def answer_spans(reply: str) -> list[str]:
+        """The text after each answer marker, up to the next marker or the end of its line, in order."""
+        marks = list(_QA_MARKER.finditer(reply))
+        ends = [m.start() for m in marks[1:]] + [len(reply)]
+        return [reply[m.end():end].split("\n")[0] for m, end in zip(marks, ends)]
+
+    @staticmethod
     def candidate(reply: str) -> str:
         """The text after the last answer marker up to the end of its line, else the whole reply."""
-        last = None
-        for last in _QA_MARKER.finditer(reply):
-            pass
-        return reply[last.end():].split("\n")[0] if last else reply
+        spans = QATask.answer_spans(reply)
+        return spans[-1] if spans else reply
+
+    @staticmethod
+    def named(ex: dict, span: str) -> str | None:
+        """What an answer marker is directly followed by: an option (its letter, or a text that starts with one
+        option's text) or, for a number answer, a number that is not one of the question's; None if neither (prose,
+        a restated question, or a text answer: where a free text answer ends cannot be told)."""
+        s = qa_normalise(span)
+        if ex.get("choices"):
+            m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", s)
+            if m and m.group(1) in LETTERS[:len(ex["choices"])].lower():
+                return m.group(1).upper()
+            hits = [(len(c), LETTERS[i]) for i, c in enumerate(map(qa_normalise, ex["choices"]))
+                    if re.match(re.escape(c) + r"(?!\w)", s)]
+            return max(hits)[1] if hits else None      # the longest: "iron oxide" names "Iron oxide", not "Iron"
+        if _qa_as_number(ex["answer"]) is None:
+            return None
+        m = re.match(r"[$=\s]*(-?)(" + _QA_NUMBER.pattern + ")", s)
+        if not m:
+            return None
+        value = float(m.group(1) + m.group(2).replace(",", ""))
+        return None if value in qa_numbers(ex["question"]) else (f"{value:.0f}" if value.is_integer() else str(value))
+
+    def hedges(self, ex: dict, reply: str) -> list[str]:
+        """The distinct answers that a reply's answer markers are directly followed by (see `named`), in order,
+        when it names more than one -- "The answer is B. The answer is D. The answer is B." gives [B, D] -- else []."""
+        named = list(dict.fromkeys(n for n in (self.named(ex, span) for span in self.answer_spans(reply)) if n))
+        return named if len(named) > 1 else []
 
     def correct(self, ex: dict, reply: str) -> bool:
-        """Rules 1-4 of the class docstring."""
+        """Rules 1-5 of the class docstring."""
+        if self.hedges(ex, reply):
+            return False
         cand, ans = qa_normalise(self.candidate(reply)), qa_normalise(ex["answer"])
         if ex.get("choices"):
             m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", cand)
@@ -869,7 +924,11 @@ class QATask(Task):
         info = {"answer": said}
         if self.correct(ex, completion):
             return Score(1.0, "", info)
-        said = f"You answered \"{_cap(said, 80)}\"" if said else "You gave no answer"
+        hedged = self.hedges(ex, completion)
+        if hedged:
+            said = f"You gave more than one answer ({', '.join(hedged)})"
+        else:
+            said = f"You answered \"{_cap(said, 80)}\"" if said else "You gave no answer"
         right = f"{ex['letter']}. {ex['answer']}" if ex.get("choices") else ex["answer"]
         text = f"{said}, which is wrong. The correct answer is {right}."
         if ex.get("explanation"):

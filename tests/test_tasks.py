@@ -55,8 +55,21 @@ def test_extract_choice():
              "Option C is correct.": "C", "Reasoning...\nB\n": "B", "B) because of momentum": "B",
              "**Answer:** C": "C", "**Final Answer:** C": "C", "The answer is: B": "B", "<answer>\nB\n</answer>": "B",
              "Thinking...\nD\n\nI am sure.": "D", "Answer: C. Note that option (A) is incorrect.": "C",
-             "Answer: C\nWhy not (A)? (A) is too big.\nA": "C", "Options:\nA. x\nB. y": ""}
+             "Answer: C\nWhy not (A)? (A) is too big.\nA": "C", "Options:\nA. x\nB. y": "",
+             # a hedge: strong markers that name two letters are no answer, whichever comes last
+             "The answer is B. The answer is D. The answer is B.": "", "\\boxed{C} so the answer is C": "C",
+             "The answer is B. (D) is wrong.": "B"}
     _extracts(tasks.extract_choice, cases)
+
+
+def test_science_hedge_feedback():
+    task = get_task("science")
+    ex = {"question": "q", "options": ["w", "x", "y", "z"], "answer": "B", "explanation": ""}
+    assert tasks.strong_letters("Answer: B. Answer: D. \\boxed{B}") == ["B", "D"]
+    hedge = task.score(ex, "The answer is B. The answer is D. The answer is B.")
+    assert hedge.reward == 0.0 and hedge.feedback == ("You gave more than one answer (B, D), which is wrong. "
+                                                      "The correct answer is B (x).")
+    assert task.score(ex, "The answer is B. So, Answer: B").reward == 1.0
 
 
 def test_science_embedded_set_split_and_feedback():
@@ -229,6 +242,11 @@ QA_CASES = [   # (answer, question, reply, reward)
     ("47", "What is 12 + 35?", "47 or 48", 0.0),                       # two candidates: ambiguous
     ("47", "What is 12 + 35?", "12 + 35 = 48. The answer is: 47", 1.0),   # the last answer marker decides
     ("47", "What is 12 + 35?", "The answer is 47.\nThe answer is 46.", 0.0),
+    ("47", "What is 12 + 35?", "The answer is 46. No, the answer is 47.", 0.0),  # a hedge: two answers named
+    ("47", "What is 12 + 35?", "The answer is 47. So the answer is **47**.", 1.0),
+    ("47", "What is 12 + 35?", "The answer is: 12 + 35 = 47. The answer is 47", 1.0),   # 12 restates the question
+    ("47", "What is 12 + 35?", "I wonder which answer is right: 30 + 17. The answer is 47", 1.0),  # prose, no hedge
+    ("Paris", "What is the capital of France?", "The answer is Lyon. The answer is Paris.", 1.0),  # text: by the last
     ("47", "What is 12 + 35?", "forty-seven", 0.0),
     ("47", "What is 12 + 35?", "147", 0.0),
     ("47", "What is 12 + 35?", "", 0.0),
@@ -267,6 +285,18 @@ def test_qa_choices_scoring(tmp_path):
     want = {"B": 1.0, "(B)": 1.0, "B. Oxygen": 1.0, "b)": 1.0, "Answer: B": 1.0, "oxygen": 1.0,
             "It is oxygen.": 1.0, "A": 0.0, "C. Salt": 0.0, "Iron or oxygen": 0.0, "Nitrogen": 0.0, "D": 0.0}
     assert {r: task.score(ex, r).reward for r in want} == want
+    hedges = {"The correct answer is B. The correct answer is B.": 1.0, "The answer is Oxygen. Answer: B": 1.0,
+              "The correct answer is B. The correct answer is A. The correct answer is B.": 0.0,
+              "Answer: salt. Final answer: B": 0.0, "Which answer is right? Iron rusts. The answer is B": 1.0}
+    assert {r: task.score(ex, r).reward for r in hedges} == hedges
+    assert task.score(ex, "The answer is B. The answer is A.").feedback == (
+        "You gave more than one answer (B, A), which is wrong. The correct answer is B. Oxygen. "
+        "Oxygen boils at -183 C.")
+    longest = get_task("qa", "qa:" + _qa_file(tmp_path, [{"question": "Rust is?", "choices": ["Iron", "Iron oxide"],
+                                                          "answer": "Iron oxide"}], "longest.jsonl"))
+    (rust,) = longest.read(longest.path)
+    assert longest.named(rust, "iron oxide, of course") == "B"
+    assert longest.score(rust, "Answer: iron oxide. Answer: B").reward == 1.0
     assert task.score(ex, "Salt").feedback == ("You answered \"Salt\", which is wrong. The correct answer is "
                                                "B. Oxygen. Oxygen boils at -183 C.")
 
