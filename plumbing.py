@@ -785,3 +785,7 @@ def main(parse, train, argv) -> int:
     except (UserError, TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:   # leave torchrun's process group before exit: its threads, torn down at interpreter exit, can abort it
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
