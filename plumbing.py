@@ -773,6 +773,7 @@ def main(parse, train, argv) -> int:
     """The command line: parse(argv) -> (config, arguments), then train(config) and print the run directory, or
     --plot; a problem with the input is one line on stderr and exit code 2."""
     from tasks import TaskError
+    code = 1    # an unexpected exception: its traceback, then exit code 1
     try:
         cfg, args = parse(argv)
         if args.plot:
@@ -781,11 +782,20 @@ def main(parse, train, argv) -> int:
             run_dir = train(cfg)
             if rank() == 0:
                 print(f"run directory: {run_dir}")
-        return 0
+        code = 0
+        return code
     except (UserError, TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:   # leave torchrun's process group before exit: its threads, torn down at interpreter exit, can abort it
+        code = 2
+        return code
+    finally:
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
+            # Under torchrun: leave the process group, then (unless a traceback is still to be printed) end the
+            # process without the interpreter's teardown, in which C++ threads of torch.distributed have aborted
+            # finished 2-rank CPU runs ("terminate called without an active exception"). Every file is closed.
             dist.destroy_process_group()
+            if code != 1:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
