@@ -757,6 +757,12 @@ def _qa_as_number(text: str) -> float | None:
     return nums[0] if len(nums) == 1 and re.fullmatch(r"-?[\d,]+(?:\.\d+)?", s) else None
 
 
+def _qa_letter(text: str, n_options: int) -> str | None:
+    """The option letter a normalised text starts with ("b", "(b)", "b.", "b)", "b: ..."), upper case; else None."""
+    m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", text)
+    return m.group(1).upper() if m and m.group(1).upper() in LETTERS[:n_options] else None
+
+
 def _qa_contains(text: str, phrase: str) -> bool:
     return bool(phrase) and re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text) is not None
 
@@ -878,9 +884,9 @@ class QATask(Task):
         a restated question, or a text answer: where a free text answer ends cannot be told)."""
         s = qa_normalise(span)
         if ex.get("choices"):
-            m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", s)
-            if m and m.group(1) in LETTERS[:len(ex["choices"])].lower():
-                return m.group(1).upper()
+            letter = _qa_letter(s, len(ex["choices"]))
+            if letter:
+                return letter
             hits = [(len(c), LETTERS[i]) for i, c in enumerate(map(qa_normalise, ex["choices"]))
                     if re.match(re.escape(c) + r"(?!\w)", s)]
             return max(hits)[1] if hits else None      # the longest: "iron oxide" names "Iron oxide", not "Iron"
@@ -904,10 +910,9 @@ class QATask(Task):
             return False
         cand, ans = qa_normalise(self.candidate(reply)), qa_normalise(ex["answer"])
         if ex.get("choices"):
-            m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", cand)
-            letters = LETTERS[:len(ex["choices"])].lower()
-            if m and m.group(1) in letters:
-                return m.group(1).upper() == ex["letter"]
+            letter = _qa_letter(cand, len(ex["choices"]))
+            if letter:
+                return letter == ex["letter"]
             if cand == ans:
                 return True
             named = [c for c in ex["choices"] if _qa_contains(cand, qa_normalise(c))]
