@@ -560,33 +560,65 @@ _WEAK_ANSWER = [     # mentions that count only when no strong marker is there
 ]
 
 
-def strong_letters(completion: str, letters: str = "ABCD") -> list[str]:
-    """The distinct letters that strong markers (\\boxed{B}, <answer>B</answer>, "Answer: B", "the answer is B")
-    name, in the order their markers end. More than one means the reply hedges."""
-    found = sorted((m.end(), m.group(1).upper()) for pattern in _STRONG_ANSWER
-                   for m in re.finditer(pattern, completion))
-    return list(dict.fromkeys(letter for _, letter in found if letter in letters))
+_LIST_LETTER = re.compile(r"[ \t*]*\(?([A-J])\)?(?![\w'])[.:]?\**")
+_LIST_JOIN = re.compile(r"[ \t]*(?:,[ \t]*(?:or|and)?|/|&|\bor\b|\band\b)[ \t]*(?:either\b)?")
 
 
-def extract_choice(completion: str, letters: str = "ABCD") -> str:
+def _letter_list(text: str, pos: int, letters: str, options) -> tuple[list[str], int]:
+    """listed_letters from text[pos:], and where the list ends."""
+    found = []
+    while m := _LIST_LETTER.match(text, pos):
+        letter = m.group(1)
+        if letter not in letters or found and letter in "AI" and re.match(r"[ \t]+[a-z]", text[m.end(1):]):
+            break                                  # "B, A gas" / "B or I think": a word, not a second letter
+        found.append(letter)
+        pos = m.end()
+        own = options[letters.index(letter)] if letters.index(letter) < len(options) else ""
+        if own and (o := re.compile(r"[ \t]*" + re.escape(own.strip()) + r"(?!\w)", re.I).match(text, pos)):
+            pos = o.end()
+        if not (j := _LIST_JOIN.match(text, pos)):
+            break
+        pos = j.end()
+    return list(dict.fromkeys(found)), pos
+
+
+def listed_letters(text: str, letters: str = "ABCD", options: list[str] | tuple = ()) -> list[str]:
+    """The distinct option letters that `text` starts with: one ("B", "B. Oxygen because ...") or a list joined by
+    "or", "and", "/", "&" or a comma ("B or D", "(B)/(D)", "B, C and D", "B. Oxygen or D. Iron": an option's own
+    text may follow its letter). More than one means the reply hedges. Upper-case letters of the options only, so
+    "B, a gas", "B, A gas" and "D. Both A and B" (an option's text) list one letter; [] if the text starts with
+    none."""
+    return _letter_list(text, 0, letters, options)[0]
+
+
+def answer_letters(completion: str, letters: str = "ABCD", options: list[str] | tuple = ()) -> list[str]:
+    """The distinct letters that decide a reply, in order: those named by its strong markers (\\boxed{B},
+    <answer>B</answer>, "Answer: B", "the answer is B"), each with the letters it lists ("Answer: B or D": see
+    listed_letters); with no strong marker, those of the weak mention ("option B", "(B)", a line that is only "B",
+    a reply that starts with "B.") whose list ends last ("(A) or (B)" names A and B). More than one: a hedge."""
+    def lists(patterns):   # (where the list ends, -where it starts, its letters) for each marker
+        for pattern in patterns:
+            for m in re.finditer(pattern, completion):
+                if m.group(1) in letters:
+                    start = m.start(1) - (completion[m.start(1) - 1:m.start(1)] == "(")
+                    found, end = _letter_list(completion, start, letters, options)
+                    yield max(end, m.end()), -start, found or [m.group(1)]
+    strong = sorted(lists(_STRONG_ANSWER))
+    if strong:
+        return list(dict.fromkeys(letter for *_, found in strong for letter in found))
+    weak = max(lists(_WEAK_ANSWER), default=(0, 0, []))
+    return weak[2]
+
+
+def extract_choice(completion: str, letters: str = "ABCD", options: list[str] | tuple = ()) -> str:
     """The chosen letter, or "" if none is clearly marked. Rule: the strong marker that ends LAST in the text --
     \\boxed{B}, <answer>B</answer>, "answer is B" / "Answer: B" / "**Final Answer:** B" / "The answer is: B"; with
     none, the weak mention that ends last -- "option B", "(B)", a line that is only "B"/"B.", a reply that starts
-    with "B.". Strong markers that name two different letters ("The answer is B. ... The answer is D") are a hedge,
-    not an answer: "". Letters outside the example's options are ignored; a bare letter inside a sentence is no
-    answer."""
-    strong = strong_letters(completion, letters)
-    if len(strong) > 1:
-        return ""
-    if strong:
-        return strong[-1]
-    best, best_end = "", -1
-    for pattern in _WEAK_ANSWER:
-        for m in re.finditer(pattern, completion):
-            letter = m.group(1).upper()
-            if letter in letters and m.end() > best_end:
-                best, best_end = letter, m.end()
-    return best
+    with "B.". A hedge is no answer: strong markers that name two different letters ("The answer is B. ... The
+    answer is D"), or a marker followed by a list of letters ("Answer: B or D"; answer_letters). Letters outside the
+    example's options are ignored; a bare letter inside a sentence is no answer."""
+    named = answer_letters(completion, letters, options)
+    return named[0] if len(named) == 1 else ""
 
 
 class ScienceTask(Task):
@@ -611,12 +643,12 @@ class ScienceTask(Task):
 
     def score(self, ex, completion):
         letters = LETTERS[: len(ex["options"])]
-        got = extract_choice(completion, letters)
+        got = extract_choice(completion, letters, ex["options"])
         right = ex["answer"]
         info = {"answer": got}
         if got == right:
             return Score(1.0, "", info)
-        hedged = strong_letters(completion, letters)
+        hedged = answer_letters(completion, letters, ex["options"])
         if got:
             said = f"You answered {got} ({ex['options'][letters.index(got)]})"
         elif len(hedged) > 1:
@@ -787,9 +819,10 @@ class QATask(Task):
          a longer word: "Paris" matches "It is Paris." but not "Parisian");
       4. with choices: the candidate starts with a letter ("B", "(B)", "B." , "B)") of an option, or else exactly one
          option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong;
-      5. and the reply does not hedge: if its answer markers are directly followed by two different answers (options,
-         or numbers other than the question's), it is wrong whichever comes last -- "The answer is B. The answer is
-         D. The answer is B." would otherwise score by its last marker alone.
+      5. and the reply does not hedge: if its answer markers (or, with none, the reply's start) are directly
+         followed by two different answers (options, or numbers other than the question's), or by a list of option
+         letters ("Answer: B or D", "B/D", "B. Oxygen or D. Iron"), it is wrong whichever comes last -- "The answer
+         is B. The answer is D. The answer is B." would otherwise score by its last marker alone.
     Feedback of a wrong reply: what it answered (the candidate's first line, capped; or the answers of a hedge), the
     correct answer, and the explanation when the row has one. A right reply gets no feedback.
     """
@@ -899,9 +932,15 @@ class QATask(Task):
         return None if value in qa_numbers(ex["question"]) else (f"{value:.0f}" if value.is_integer() else str(value))
 
     def hedges(self, ex: dict, reply: str) -> list[str]:
-        """The distinct answers that a reply's answer markers are directly followed by (see `named`), in order,
+        """The distinct answers that a reply's answer markers (or, with none, the reply itself) are directly
+        followed by (see `named`; a list of letters counts each: "Answer: B or D", see listed_letters), in order,
         when it names more than one -- "The answer is B. The answer is D. The answer is B." gives [B, D] -- else []."""
-        named = list(dict.fromkeys(n for n in (self.named(ex, span) for span in self.answer_spans(reply)) if n))
+        named, choices = [], ex.get("choices") or []
+        for span in self.answer_spans(reply) or [reply]:
+            first = self.named(ex, span)
+            listed = listed_letters(span, LETTERS[:len(choices)], choices) if choices else []
+            named += listed if len(listed) > 1 and listed[0] == first else [first] if first else []
+        named = list(dict.fromkeys(named))
         return named if len(named) > 1 else []
 
     def correct(self, ex: dict, reply: str) -> bool:

@@ -58,18 +58,36 @@ def test_extract_choice():
              "Answer: C\nWhy not (A)? (A) is too big.\nA": "C", "Options:\nA. x\nB. y": "",
              # a hedge: strong markers that name two letters are no answer, whichever comes last
              "The answer is B. The answer is D. The answer is B.": "", "\\boxed{C} so the answer is C": "C",
-             "The answer is B. (D) is wrong.": "B"}
+             "The answer is B. (D) is wrong.": "B",
+             # a marker followed by a list of letters is a hedge too; a letter that starts a word is not a letter
+             "Answer: B or D": "", "The answer is (B) or (D).": "", "Answer: B/D": "", "The answer is B, C and D": "",
+             "(A) or (B)": "", "option B or C": "", "Answer: B, not D": "B", "Answer: B, A gas": "B",
+             "Answer: B or I think so": "B", "Answer: B. A plant needs light.": "B"}
     _extracts(tasks.extract_choice, cases)
 
 
 def test_science_hedge_feedback():
     task = get_task("science")
     ex = {"question": "q", "options": ["w", "x", "y", "z"], "answer": "B", "explanation": ""}
-    assert tasks.strong_letters("Answer: B. Answer: D. \\boxed{B}") == ["B", "D"]
+    assert tasks.answer_letters("Answer: B. Answer: D. \\boxed{B}") == ["B", "D"]
+    assert tasks.answer_letters("Answer: B or D. \\boxed{C}") == ["B", "D", "C"]
     hedge = task.score(ex, "The answer is B. The answer is D. The answer is B.")
     assert hedge.reward == 0.0 and hedge.feedback == ("You gave more than one answer (B, D), which is wrong. "
                                                       "The correct answer is B (x).")
     assert task.score(ex, "The answer is B. So, Answer: B").reward == 1.0
+    assert task.score(ex, "Answer: B or D").feedback.startswith("You gave more than one answer (B, D), which is")
+
+
+def test_listed_letters_and_option_texts():
+    options = ["Iron", "Oxygen", "Salt", "Both A and B"]
+    cases = {"B": ["B"], "B or D": ["B", "D"], "(B)/(D)": ["B", "D"], "B, C and D": ["B", "C", "D"],
+             "B. Oxygen or C. Salt": ["B", "C"], "**B** or **C**": ["B", "C"], "B or B": ["B"],
+             "D. Both A and B": ["D"], "D) Both A and B, not C": ["D"],    # an option's own text names letters
+             "B, a gas": ["B"], "B, A gas": ["B"], "B because C is wrong": ["B"], "E or B": [], "the B": []}
+    assert {t: tasks.listed_letters(t, "ABCD", options) for t in cases} == cases
+    assert tasks.extract_choice("Answer: D. Both A and B", "ABCD", options) == "D"
+    assert tasks.extract_choice("Answer: B. Oxygen or C. Salt", "ABCD", options) == ""
+    assert tasks.extract_choice("Answer: B. Oxygen or C. Salt", "ABCD") == "B"   # the list is seen through its texts
 
 
 def test_science_embedded_set_split_and_feedback():
@@ -287,7 +305,9 @@ def test_qa_choices_scoring(tmp_path):
     assert {r: task.score(ex, r).reward for r in want} == want
     hedges = {"The correct answer is B. The correct answer is B.": 1.0, "The answer is Oxygen. Answer: B": 1.0,
               "The correct answer is B. The correct answer is A. The correct answer is B.": 0.0,
-              "Answer: salt. Final answer: B": 0.0, "Which answer is right? Iron rusts. The answer is B": 1.0}
+              "Answer: salt. Final answer: B": 0.0, "Which answer is right? Iron rusts. The answer is B": 1.0,
+              "Answer: B or A": 0.0, "B/C": 0.0, "The answer is B. Oxygen or C. Salt": 0.0, "B. Oxygen, not A": 1.0,
+              "Answer: B. Oxygen, unlike A. Iron": 1.0, "B. Oxygen, a gas": 1.0}
     assert {r: task.score(ex, r).reward for r in hedges} == hedges
     assert task.score(ex, "The answer is B. The answer is A.").feedback == (
         "You gave more than one answer (B, A), which is wrong. The correct answer is B. Oxygen. "
