@@ -790,8 +790,9 @@ def _qa_as_number(text: str) -> float | None:
 
 
 def _qa_letter(text: str, n_options: int) -> str | None:
-    """The option letter a normalised text starts with ("b", "(b)", "b.", "b)", "b: ..."), upper case; else None."""
-    m = re.match(r"\(?([a-j])(?:[.):]|\s|$)", text)
+    """The option letter a normalised text starts with ("b", "(b)", "b.", "b)", "b: ...", "b, ..."), upper case;
+    else None."""
+    m = re.match(r"\(?([a-j])(?:[.):,]|\s|$)", text)
     return m.group(1).upper() if m and m.group(1).upper() in LETTERS[:n_options] else None
 
 
@@ -817,8 +818,8 @@ class QATask(Task):
          (a restated question), are exactly {answer} ("12 + 35 = 47" is right for 47; "47 or 48" is wrong);
       3. text answer without choices: normalise(answer) occurs in normalise(candidate) as a whole phrase (not inside
          a longer word: "Paris" matches "It is Paris." but not "Parisian");
-      4. with choices: the candidate starts with a letter ("B", "(B)", "B." , "B)") of an option, or else exactly one
-         option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong;
+      4. with choices: the candidate starts with a letter ("B", "(B)", "B.", "B)", "B,") of an option, or else exactly
+         one option's text occurs in it as a whole phrase; that option must be the answer. Two options named: wrong;
       5. and the reply does not hedge: if its answer markers (or, with none, the reply's start) are directly
          followed by two different answers (options, or numbers other than the question's), or by a list of option
          letters ("Answer: B or D", "B/D", "B. Oxygen or D. Iron"), it is wrong whichever comes last -- "The answer

@@ -307,6 +307,7 @@ def test_qa_choices_scoring(tmp_path):
               "The correct answer is B. The correct answer is A. The correct answer is B.": 0.0,
               "Answer: salt. Final answer: B": 0.0, "Which answer is right? Iron rusts. The answer is B": 1.0,
               "Answer: B or A": 0.0, "B/C": 0.0, "The answer is B. Oxygen or C. Salt": 0.0, "B. Oxygen, not A": 1.0,
+              "B, not A": 1.0, "B, C": 0.0,
               "Answer: B. Oxygen, unlike A. Iron": 1.0, "B. Oxygen, a gas": 1.0}
     assert {r: task.score(ex, r).reward for r in hedges} == hedges
     assert task.score(ex, "The answer is B. The answer is A.").feedback == (
