@@ -643,16 +643,16 @@ class ScienceTask(Task):
 
     def score(self, ex, completion):
         letters = LETTERS[: len(ex["options"])]
-        got = extract_choice(completion, letters, ex["options"])
+        named = answer_letters(completion, letters, ex["options"])
+        got = named[0] if len(named) == 1 else ""      # extract_choice, with the letters kept for the feedback
         right = ex["answer"]
         info = {"answer": got}
         if got == right:
             return Score(1.0, "", info)
-        hedged = answer_letters(completion, letters, ex["options"])
         if got:
             said = f"You answered {got} ({ex['options'][letters.index(got)]})"
-        elif len(hedged) > 1:
-            said = f"You gave more than one answer ({', '.join(hedged)})"
+        elif len(named) > 1:
+            said = f"You gave more than one answer ({', '.join(named)})"
         else:
             said = "No answer letter was found in your reply (write e.g. \"Answer: B\")"
         text = f"{said}, which is wrong. The correct answer is {right} ({ex['options'][letters.index(right)]})."
@@ -946,8 +946,10 @@ class QATask(Task):
 
     def correct(self, ex: dict, reply: str) -> bool:
         """Rules 1-5 of the class docstring."""
-        if self.hedges(ex, reply):
-            return False
+        return not self.hedges(ex, reply) and self.matches(ex, reply)
+
+    def matches(self, ex: dict, reply: str) -> bool:
+        """Rules 1-4 of the class docstring (the hedge check, rule 5, is `hedges`)."""
         cand, ans = qa_normalise(self.candidate(reply)), qa_normalise(ex["answer"])
         if ex.get("choices"):
             letter = _qa_letter(cand, len(ex["choices"]))
@@ -967,9 +969,9 @@ class QATask(Task):
     def score(self, ex, completion):
         said = self.candidate(completion).strip().split("\n")[0].strip()
         info = {"answer": said}
-        if self.correct(ex, completion):
-            return Score(1.0, "", info)
         hedged = self.hedges(ex, completion)
+        if not hedged and self.matches(ex, completion):
+            return Score(1.0, "", info)
         if hedged:
             said = f"You gave more than one answer ({', '.join(hedged)})"
         else:
